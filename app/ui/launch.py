@@ -1,0 +1,15 @@
+"""`docchat chat`: not built yet (see the issue tracker)."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    pass
+
+
+def run(settings, args) -> int:
+    from app.errors import DocchatError
+
+    raise DocchatError("`docchat chat` is not available yet in this version.")

@@ -1,0 +1,1 @@
+"""Ingest: files -> loader -> splitter -> embedder -> index."""

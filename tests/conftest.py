@@ -1,0 +1,88 @@
+"""Shared test set-up.
+
+Every test runs in its own working directory with its own data folder, with no DOCCHAT_*
+variable leaking in from the developer's shell, with the hub switched off (models come from
+packages), and with sockets limited to loopback: a test that reaches the network fails.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import socket
+
+import pytest
+
+PROVIDER_VARS = ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OLLAMA_HOST")
+
+
+def _is_loopback(address) -> bool:
+    if isinstance(address, tuple):
+        host = address[0]
+    else:  # AF_UNIX path
+        return True
+    if host in ("localhost", ""):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _guarded(real):
+    def connect(self, address):
+        if self.family in (socket.AF_INET, socket.AF_INET6) and not _is_loopback(address):
+            raise ConnectionRefusedError(f"tests may only reach loopback, not {address!r}")
+        return real(self, address)
+
+    return connect
+
+
+@pytest.fixture(autouse=True, scope="session")
+def loopback_only():
+    socket.socket.connect = _guarded(_real_connect)
+    socket.socket.connect_ex = _guarded(_real_connect_ex)
+    yield
+    socket.socket.connect = _real_connect
+    socket.socket.connect_ex = _real_connect_ex
+
+
+@pytest.fixture(scope="session")
+def model_cache_dir(tmp_path_factory):
+    """One converted-model cache for the whole session (the GGUF conversion runs once)."""
+    return tmp_path_factory.mktemp("models")
+
+
+@pytest.fixture(autouse=True)
+def isolated_env(tmp_path, monkeypatch, model_cache_dir):
+    for name in list(os.environ):
+        if name.startswith("DOCCHAT_") or name in PROVIDER_VARS:
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
+    monkeypatch.setenv("DOCCHAT_DATA_DIR", str(tmp_path / "data"))
+    monkeypatch.setenv("DOCCHAT_MODEL_CACHE_DIR", str(model_cache_dir))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+@pytest.fixture
+def settings(isolated_env):
+    """Default settings for a test, with its own data folder."""
+    from app.config import load_settings
+
+    return load_settings(env_file=None)
+
+
+@pytest.fixture(scope="session")
+def embeddings():
+    """The packaged embedding model, loaded once per session."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from app.backends.huggingface import make_embeddings
+    from app.config import Settings
+
+    return make_embeddings(Settings(_env_file=None))

@@ -87,6 +87,7 @@ class Settings(BaseSettings):
     allow_general_knowledge: bool = False
     tools: Literal["auto", "on", "off"] = "auto"
     max_tool_calls: int = Field(4, ge=0, le=50)
+    max_history_tokens: int = Field(400, ge=0)  # conversation history kept in the prompt
 
     # UI
     upload_max_mb: float = Field(50.0, gt=0)

@@ -1,0 +1,162 @@
+"""What the engine hands back: the answer record and the events of a streamed answer."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+
+SNIPPET_CHARS = 240
+
+
+@dataclass
+class Source:
+    """One chunk the model saw, numbered as the model saw it ([n])."""
+
+    n: int
+    source: str  # path relative to its ingested folder
+    root: str  # the ingested folder (absolute)
+    page: int | None
+    heading: str | None
+    score: float
+    snippet: str  # the first SNIPPET_CHARS of the chunk, on one line
+    text: str  # the chunk text as given to the model
+    chunk_id: int | None = None
+
+    @classmethod
+    def from_hit(cls, n: int, hit) -> "Source":
+        meta = hit.metadata or {}
+        return cls(
+            n=n,
+            source=str(meta.get("source", "")),
+            root=str(meta.get("root", "")),
+            page=meta.get("page"),
+            heading=meta.get("heading"),
+            score=round(float(hit.score), 4),
+            snippet=snippet(hit.text),
+            text=hit.text,
+            chunk_id=getattr(hit, "chunk_id", None),
+        )
+
+    def label(self) -> str:
+        """``guide.md p. 3`` / ``guide.md > Install``: how the source is shown to people."""
+        if self.page is not None:
+            return f"{self.source} p. {self.page}"
+        if self.heading:
+            return f"{self.source} > {self.heading}"
+        return self.source
+
+    def to_dict(self) -> dict:
+        return {
+            "n": self.n,
+            "source": self.source,
+            "root": self.root,
+            "page": self.page,
+            "heading": self.heading,
+            "score": self.score,
+            "snippet": self.snippet,
+        }
+
+
+@dataclass
+class ToolCall:
+    """A tool the agent ran: its name, arguments and (shortened) result."""
+
+    name: str
+    args: dict
+    result: str
+
+
+@dataclass
+class Timings:
+    retrieve_ms: float = 0.0  # query embedding + search (+ rewrite excluded)
+    first_token_ms: float | None = None  # from the question to the first answer token
+    total_ms: float = 0.0
+    rewrite_ms: float = 0.0
+
+
+@dataclass
+class Answer:
+    """The record of one answered question; ``to_dict()`` is the ``docchat ask --json`` object."""
+
+    text: str
+    sources: list[Source]  # only the chunks the model saw
+    cited: list[int]  # the [n] in the text that name a source
+    thread_id: str
+    rewritten_query: str
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    timings: Timings = field(default_factory=Timings)
+    grounded: bool = True  # False when it abstained or answered from general knowledge
+    prompt_tokens: int | None = None
+
+    def to_dict(self) -> dict:
+        return {
+            "answer": self.text,
+            "sources": [s.to_dict() for s in self.sources],
+            "cited": self.cited,
+            "thread_id": self.thread_id,
+            "rewritten_query": self.rewritten_query,
+            "tool_calls": [asdict(t) for t in self.tool_calls],
+            "timings": asdict(self.timings),
+            "grounded": self.grounded,
+            "prompt_tokens": self.prompt_tokens,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "Answer":
+        """Rebuild a stored record (thread history); source texts are not stored."""
+        sources = [
+            Source(**{**s, "text": s.get("snippet", "")})
+            for s in data.get("sources", [])
+        ]
+        return cls(
+            text=data.get("answer", ""),
+            sources=sources,
+            cited=list(data.get("cited", [])),
+            thread_id=data.get("thread_id", ""),
+            rewritten_query=data.get("rewritten_query", ""),
+            tool_calls=[ToolCall(**t) for t in data.get("tool_calls", [])],
+            timings=Timings(**data.get("timings", {})),
+            grounded=bool(data.get("grounded", True)),
+            prompt_tokens=data.get("prompt_tokens"),
+        )
+
+
+@dataclass
+class Token:
+    """A piece of the answer text, as the model produces it."""
+
+    text: str
+
+
+@dataclass
+class ToolCallEvent:
+    tool_call: ToolCall
+
+
+@dataclass
+class Done:
+    """The last event of a stream."""
+
+    answer: Answer
+
+
+Event = Token | ToolCallEvent | Done
+
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+
+
+def cited_numbers(text: str, sources: list[Source]) -> list[int]:
+    """The [n] (and [n, m]) numbers in ``text`` that name one of ``sources``, in order."""
+    known = {s.n for s in sources}
+    found: list[int] = []
+    for match in _CITATION.finditer(text):
+        for part in match.group(1).split(","):
+            n = int(part)
+            if n in known and n not in found:
+                found.append(n)
+    return found
+
+
+def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

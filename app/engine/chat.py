@@ -1,0 +1,346 @@
+"""The chat engine: one entry point, used by the UI and the CLI alike.
+
+A turn reads as a straight line:
+
+    question + thread -> rewrite follow-up (history) -> retrieve -> pack context
+      -> prompt -> stream tokens (or run the tool agent) -> Answer -> saved in the thread
+
+Nothing retrieved above the threshold means an abstention with no sources (or, when
+DOCCHAT_ALLOW_GENERAL_KNOWLEDGE is on, an answer visibly marked as general knowledge).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+
+from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
+
+from app.engine.answer import Answer, Done, Event, Source, Timings, Token, ToolCall, cited_numbers
+from app.engine.context import Context, context_budget, pack
+from app.engine.history import history_text, recent_history
+from app.engine.prompts import load_prompts
+from app.engine.retrieval import Retrieval, RetrievalQuery, retrieve
+from app.engine.threads import ThreadStore
+from app.engine.tokens import token_counter
+from app.errors import BackendError, DocchatError
+
+log = logging.getLogger(__name__)
+
+# A rewrite longer than this is the model rambling, not a question.
+MAX_REWRITE_CHARS = 300
+# Tokens the chat template adds around messages (role markers).
+TEMPLATE_TOKENS = 24
+
+
+@dataclass
+class _Turn:
+    """What answering produced, before it becomes an Answer."""
+
+    text: str = ""
+    sources: list[Source] = field(default_factory=list)
+    tool_calls: list[ToolCall] = field(default_factory=list)
+    first_token_at: float | None = None
+    grounded: bool = True
+    prompt_tokens: int | None = None
+
+
+class Engine:
+    """Answers questions from the indexed documents, with memory, citations and tools.
+
+    Heavy parts (chat model, embeddings, index) are built on first use and then kept, so
+    build one Engine per process (the UI caches it) and call ``stream`` or ``ask``.
+    """
+
+    def __init__(self, settings, *, llm=None, embeddings=None, store=None):
+        self.settings = settings
+        self.prompts = load_prompts(settings.prompts_dir)
+        self.threads = ThreadStore(settings.threads_db_path)
+        self._llm = llm
+        self._embeddings = embeddings
+        self._store = store
+        self._count = None
+        self._lock = threading.RLock()
+
+    # -- heavy parts, built once on first use ------------------------------------------
+    @property
+    def llm(self):
+        with self._lock:
+            if self._llm is None:
+                from app.backends import make_llm
+
+                self._llm = make_llm(self.settings)
+            return self._llm
+
+    @property
+    def embeddings(self):
+        with self._lock:
+            if self._embeddings is None:
+                from app.backends import make_embeddings
+
+                self._embeddings = make_embeddings(self.settings)
+            return self._embeddings
+
+    @property
+    def store(self):
+        with self._lock:
+            if self._store is None:
+                from vectorstore import Store
+
+                self._store = Store.open(self.settings)
+            return self._store
+
+    def reload_store(self) -> None:
+        """Open the index again (after an ingest changed it)."""
+        with self._lock:
+            self._store = None
+        self.store  # noqa: B018 -- open now, so a broken index is reported here
+
+    @property
+    def count_tokens(self):
+        """Token counter of the chat model (its tokenizer when local, else an estimate)."""
+        if self._count is None:
+            self._count = token_counter(self.llm)
+        return self._count
+
+    # -- the public entry points ----------------------------------------------------
+    def search(self, query: str, *, k=None, sources=None, score_threshold=None) -> list[Source]:
+        """The chunks ``query`` retrieves, ranked, as numbered sources; no LLM involved."""
+        request = RetrievalQuery.from_settings(
+            query, self.settings, k=k, sources=sources, score_threshold=score_threshold
+        )
+        hits = retrieve(request, store=self.store, embeddings=self.embeddings).hits
+        return [Source.from_hit(n, hit) for n, hit in enumerate(hits, start=1)]
+
+    def ask(self, question: str, thread_id: str | None = None, **kw) -> Answer:
+        """Answer ``question`` in one go (the stream, consumed)."""
+        for event in self.stream(question, thread_id, **kw):
+            if isinstance(event, Done):
+                return event.answer
+        raise AssertionError("stream ended without Done")  # pragma: no cover
+
+    def stream(
+        self,
+        question: str,
+        thread_id: str | None = None,
+        *,
+        sources: list[str] | None = None,
+        k: int | None = None,
+        temperature: float | None = None,
+        score_threshold: float | None = None,
+    ) -> Iterator[Event]:
+        """Answer ``question`` in ``thread_id`` (a new thread when None), token by token.
+
+        Yields ``Token`` pieces of the answer, ``ToolCallEvent`` for each tool the agent
+        runs, and lastly ``Done(answer)``. The question and answer are saved in the thread.
+        """
+        started = time.perf_counter()
+        question = question.strip()
+        if not question:
+            raise DocchatError("The question is empty.", fix="Type a question.")
+        thread = self.threads.get(thread_id) if thread_id else self.threads.create()
+        history = recent_history(
+            self.threads.messages(thread.id), self.settings.max_history_tokens, self.count_tokens
+        )
+        rewrite_started = time.perf_counter()
+        query = self.rewrite(question, history)
+        rewrite_ms = _ms(rewrite_started)
+        retrieval = retrieve(
+            RetrievalQuery.from_settings(
+                query, self.settings, k=k, sources=sources, score_threshold=score_threshold
+            ),
+            store=self.store,
+            embeddings=self.embeddings,
+        )
+        llm = self._llm_at(temperature)
+        turn = _Turn()
+        if self.uses_tools():
+            steps = self._agent_turn(llm, question, history, retrieval, turn)
+        else:
+            steps = self._grounded_turn(llm, question, history, retrieval, turn)
+        for event in steps:
+            if isinstance(event, Token) and turn.first_token_at is None:
+                turn.first_token_at = time.perf_counter()
+            yield event
+
+        answer = Answer(
+            text=turn.text,
+            sources=turn.sources,
+            cited=cited_numbers(turn.text, turn.sources) if turn.grounded else [],
+            thread_id=thread.id,
+            rewritten_query=query,
+            tool_calls=turn.tool_calls,
+            timings=Timings(
+                retrieve_ms=round(retrieval.ms, 1),
+                first_token_ms=round((turn.first_token_at - started) * 1000, 1)
+                if turn.first_token_at
+                else None,
+                total_ms=round(_ms(started), 1),
+                rewrite_ms=round(rewrite_ms, 1),
+            ),
+            grounded=turn.grounded,
+            prompt_tokens=turn.prompt_tokens,
+        )
+        self.threads.add_exchange(thread.id, question, answer.text, json.dumps(answer.to_dict()))
+        yield Done(answer)
+
+    # -- steps ------------------------------------------------------------------------
+    def rewrite(self, question: str, history: list[BaseMessage]) -> str:
+        """A standalone search query for a follow-up question; the question itself when
+        there is no history or the model's rewrite is unusable."""
+        if not history:
+            return question
+        prompt = self.prompts.rewrite.format(history=history_text(history), question=question)
+        try:
+            reply = self.llm.invoke([HumanMessage(prompt)])
+        except Exception as exc:
+            raise self._backend_error(exc) from exc
+        rewritten = _first_line(_text(reply))
+        if not rewritten or len(rewritten) > MAX_REWRITE_CHARS:
+            log.info("unusable rewrite %r; searching with the question and the last one", rewritten)
+            last_question = next(m.content for m in reversed(history) if m.type == "human")
+            return f"{last_question} {question}"
+        return rewritten
+
+    def uses_tools(self) -> bool:
+        """Whether this turn runs the tool agent (DOCCHAT_TOOLS, and the backend's ability)."""
+        mode = self.settings.tools
+        if mode == "off" or self.settings.max_tool_calls == 0:
+            return False
+        if mode == "on":
+            return True
+        from app.backends import backend_module
+
+        supports = getattr(backend_module(self.settings.llm_backend), "supports_tools", None)
+        try:
+            return bool(supports and supports(self.settings))
+        except DocchatError:
+            return False
+
+    def _grounded_turn(self, llm, question, history, retrieval: Retrieval, turn: _Turn) -> Iterator[Event]:
+        """Retrieval-augmented answer: the packed context, then the model's streamed answer."""
+        context = self._pack(question, history, retrieval)
+        if not context.sources:
+            yield from self._without_context(llm, question, history, turn)
+            return
+        messages = [
+            SystemMessage(self.prompts.system_prompt()),
+            *history,
+            HumanMessage(self.prompts.context.format(chunks=context.text, question=question)),
+        ]
+        turn.sources = context.sources
+        turn.prompt_tokens = self._prompt_tokens(messages)
+        yield from self._stream_model(llm, messages, turn)
+        turn.grounded = self.prompts.not_found not in turn.text
+
+    def _without_context(self, llm, question, history, turn: _Turn) -> Iterator[Event]:
+        """Nothing passed the threshold: say so, or answer marked as general knowledge."""
+        turn.grounded = False
+        if not self.settings.allow_general_knowledge:
+            turn.text = self.prompts.not_found
+            yield Token(turn.text)
+            return
+        marker = self.prompts.general_knowledge + "\n\n"
+        turn.text = marker
+        yield Token(marker)
+        messages = [SystemMessage(self.prompts.general_system), *history, HumanMessage(question)]
+        turn.prompt_tokens = self._prompt_tokens(messages)
+        yield from self._stream_model(llm, messages, turn)
+
+    def _agent_turn(self, llm, question, history, retrieval: Retrieval, turn: _Turn) -> Iterator[Event]:
+        """The tool agent: starts from the retrieved context and may search, read and compute."""
+        from app.engine.agent import run_agent
+
+        context = self._pack(question, history, retrieval)
+        if context.sources:
+            prompt = self.prompts.context.format(chunks=context.text, question=question)
+        else:
+            prompt = self.prompts.no_context.format(question=question)
+        messages = [*history, HumanMessage(prompt)]
+        try:
+            yield from run_agent(self, llm, messages, context.sources, turn)
+        except DocchatError:
+            raise
+        except Exception as exc:
+            raise self._backend_error(exc) from exc
+        turn.grounded = bool(turn.sources) and self.prompts.not_found not in turn.text
+
+    def _pack(self, question, history, retrieval: Retrieval) -> Context:
+        count = self.count_tokens
+        fixed = (
+            count(self.prompts.system_prompt())
+            + sum(count(_text(m)) for m in history)
+            + count(self.prompts.context.format(chunks="", question=question))
+            + TEMPLATE_TOKENS
+        )
+        return pack(retrieval.hits, context_budget(self.settings, fixed_tokens=fixed), self.prompts, count)
+
+    def _stream_model(self, llm, messages, turn: _Turn) -> Iterator[Event]:
+        try:
+            for chunk in llm.stream(messages):
+                piece = _text(chunk)
+                if piece:
+                    turn.text += piece
+                    yield Token(piece)
+        except DocchatError:
+            raise
+        except Exception as exc:
+            raise self._backend_error(exc) from exc
+        turn.text = turn.text.strip()
+
+    def _prompt_tokens(self, messages) -> int:
+        return sum(self.count_tokens(_text(m)) for m in messages) + TEMPLATE_TOKENS
+
+    def _llm_at(self, temperature: float | None):
+        """The chat model, at another temperature for this turn when asked."""
+        llm = self.llm
+        if temperature is None or not hasattr(llm, "temperature"):
+            return llm
+        return llm.model_copy(update={"temperature": temperature})
+
+    def _backend_error(self, exc: Exception) -> DocchatError:
+        """One clear error naming the setting to change (the backend's own wording if it has one)."""
+        from app.backends import backend_module
+
+        translate = getattr(backend_module(self.settings.llm_backend), "translate_error", None)
+        if translate is not None:
+            translated = translate(self.settings, exc)
+            if translated is not None:
+                return translated
+        return BackendError(
+            f"The {self.settings.llm_backend} chat model {self.settings.llm_model_name!r} failed: "
+            f"{type(exc).__name__}: {exc}",
+            fix="Check DOCCHAT_LLM_BACKEND and DOCCHAT_LLM_MODEL (and OLLAMA_HOST or "
+            "OPENAI_BASE_URL / OPENAI_API_KEY for those backends); `docchat doctor` tests them.",
+        )
+
+
+def _text(message) -> str:
+    """The text of a message or chunk, whatever shape its content has."""
+    content = getattr(message, "content", message)
+    if isinstance(content, str):
+        return content
+    return "".join(
+        part.get("text", "") if isinstance(part, dict) else str(part) for part in content or []
+    )
+
+
+def _first_line(text: str) -> str:
+    for line in text.strip().splitlines():
+        line = line.strip().strip('"').strip()
+        for prefix in ("Standalone question:", "Question:"):
+            if line.lower().startswith(prefix.lower()):
+                line = line[len(prefix):].strip()
+        if line:
+            return line
+    return ""
+
+
+def _ms(since: float) -> float:
+    return (time.perf_counter() - since) * 1000
+
+

@@ -1,0 +1,83 @@
+"""Context packing: numbered, fenced chunks that fit a token budget.
+
+Documents are untrusted. Each chunk goes inside ``<document n=...>`` ... ``</document>``
+delimiters; anything in a document that looks like those delimiters is defused first, so
+a document cannot close its own fence and speak as the user or the system. The system
+prompt says that text inside the fences is data.
+"""
+
+from __future__ import annotations
+
+import html
+import re
+from dataclasses import dataclass, field
+
+from app.engine.answer import Source
+from app.engine.prompts import Prompts
+from app.engine.tokens import TokenCounter, truncate_to_tokens
+
+# A chunk is cut to fit the room left only if that room is worth it; below this the
+# budget is left unused rather than filled with a fragment.
+MIN_PARTIAL_TOKENS = 80
+
+_FENCE_LOOKALIKE = re.compile(r"<\s*(/?)\s*(document)", re.IGNORECASE)
+
+
+def defuse(text: str) -> str:
+    """``text`` with anything resembling a document fence made harmless (and visibly so)."""
+    return _FENCE_LOOKALIKE.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+
+
+@dataclass
+class Context:
+    """The chunks the model will see, numbered from ``first_n``, and their rendered text."""
+
+    sources: list[Source] = field(default_factory=list)
+    text: str = ""
+    tokens: int = 0
+
+
+def render_chunk(prompts: Prompts, source: Source) -> str:
+    label = html.escape(source.label(), quote=True)  # a file name cannot break the fence either
+    return prompts.chunk.format(n=source.n, label=label, text=defuse(source.text))
+
+
+def pack(hits: list, budget: int, prompts: Prompts, count: TokenCounter, first_n: int = 1) -> Context:
+    """The best ``hits`` (already ranked and de-duplicated) that fit ``budget`` tokens.
+
+    A chunk that does not fit is skipped for a smaller one further down; the first chunk
+    that does not fit whole is cut to the room left when that room is large enough.
+    """
+    context = Context()
+    blocks: list[str] = []
+    for hit in hits:
+        room = budget - context.tokens
+        if room < MIN_PARTIAL_TOKENS // 2:
+            break
+        source = Source.from_hit(first_n + len(context.sources), hit)
+        block = render_chunk(prompts, source)
+        cost = count(block)
+        if cost > room:
+            if room < MIN_PARTIAL_TOKENS:
+                continue
+            overhead = cost - count(source.text)
+            source.text = truncate_to_tokens(source.text, room - overhead - 2, count)
+            block = render_chunk(prompts, source)
+            cost = count(block)
+            if cost > room:
+                continue
+        context.sources.append(source)
+        blocks.append(block)
+        context.tokens += cost + 1
+    context.text = "\n\n".join(blocks)
+    return context
+
+
+def context_budget(settings, *, fixed_tokens: int) -> int:
+    """Tokens the documents may use: the setting, capped by what the window leaves.
+
+    ``fixed_tokens`` is what the prompt needs besides the documents (system prompt,
+    history, question); the answer's room (max_new_tokens) is kept free.
+    """
+    window_room = settings.context_window - settings.max_new_tokens - fixed_tokens - 16
+    return max(0, min(settings.max_context_tokens, window_room))

@@ -1,0 +1,110 @@
+"""Retrieval: a query in, the best distinct chunks above the score threshold out.
+
+One straight line -- embed, search, threshold, de-duplicate, select (top-k or MMR) -- so
+that other rankers (keyword fusion, a re-ranker) can be hooked in as one more step.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+# Chunks sharing this much of their wording are the same passage seen twice (a page
+# copied into two files, overlapping chunks of one file): the model needs it once.
+NEAR_DUPLICATE_JACCARD = 0.8
+
+
+@dataclass
+class RetrievalQuery:
+    """Everything that decides what one query retrieves."""
+
+    text: str
+    k: int
+    fetch_k: int
+    score_threshold: float
+    search_type: str = "similarity"  # "similarity" | "mmr"
+    mmr_lambda: float = 0.5
+    sources: list[str] | None = None
+
+    @classmethod
+    def from_settings(cls, text: str, settings, *, k=None, sources=None, score_threshold=None):
+        k = k or settings.k
+        return cls(
+            text=text,
+            k=k,
+            fetch_k=max(settings.fetch_k, k),
+            score_threshold=settings.score_threshold if score_threshold is None else score_threshold,
+            search_type=settings.search_type,
+            mmr_lambda=settings.mmr_lambda,
+            sources=list(sources) if sources else None,
+        )
+
+
+@dataclass
+class Retrieval:
+    hits: list  # vectorstore.Hit, best first
+    ms: float  # embedding + search + selection
+    below_threshold: int = 0  # candidates dropped for a low score
+    duplicates: int = 0  # candidates dropped as near-duplicates
+    query_vector: np.ndarray | None = field(default=None, repr=False)
+
+
+def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
+    """The chunks to show the model for ``query``: at most k, each above the threshold."""
+    start = time.perf_counter()
+    vector = np.asarray(embeddings.embed_query(query.text), dtype=np.float32)
+    candidates = store.search(vector, query.fetch_k, sources=query.sources, fetch_k=query.fetch_k)
+    passing = [h for h in candidates if h.score >= query.score_threshold]
+    distinct = drop_near_duplicates(passing)
+    if query.search_type == "mmr":
+        chosen = select_mmr(distinct, vector, store, query.k, query.mmr_lambda)
+    else:
+        chosen = distinct[: query.k]
+    return Retrieval(
+        hits=chosen,
+        ms=(time.perf_counter() - start) * 1000,
+        below_threshold=len(candidates) - len(passing),
+        duplicates=len(passing) - len(distinct),
+        query_vector=vector,
+    )
+
+
+def drop_near_duplicates(hits: list) -> list:
+    """``hits`` without the later of any two chunks with (nearly) the same words."""
+    kept, kept_words, kept_hashes = [], [], set()
+    for hit in hits:
+        content_hash = (hit.metadata or {}).get("content_hash")
+        if content_hash and content_hash in kept_hashes:
+            continue
+        words = _words(hit.text)
+        if any(_jaccard(words, other) >= NEAR_DUPLICATE_JACCARD for other in kept_words):
+            continue
+        kept.append(hit)
+        kept_words.append(words)
+        if content_hash:
+            kept_hashes.add(content_hash)
+    return kept
+
+
+def select_mmr(hits: list, query_vector: np.ndarray, store, k: int, lambda_mult: float) -> list:
+    """Maximal marginal relevance: relevant chunks that are not all saying the same thing."""
+    from langchain_core.vectorstores.utils import maximal_marginal_relevance
+
+    if len(hits) <= 1:
+        return hits[:k]
+    vectors = store.vectors([h.chunk_id for h in hits])
+    order = maximal_marginal_relevance(query_vector, list(vectors), lambda_mult=lambda_mult, k=k)
+    return [hits[i] for i in order]
+
+
+def _words(text: str) -> frozenset[str]:
+    return frozenset(re.findall(r"\w+", text.lower()))
+
+
+def _jaccard(a: frozenset, b: frozenset) -> float:
+    if not a or not b:
+        return 1.0 if a == b else 0.0
+    return len(a & b) / len(a | b)

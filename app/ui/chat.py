@@ -1,0 +1,154 @@
+"""The conversation: past messages, the streamed answer, and what sits under each answer.
+
+Every piece of model or document text goes through ``app.ui.sanitize`` before it is shown.
+"""
+
+from __future__ import annotations
+
+import json
+import mimetypes
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import streamlit as st
+
+from app.errors import DocchatError
+from app.ui.sanitize import escape_markdown, file_inside, safe_markdown, safe_markdown_piece
+
+
+@dataclass
+class ChatOptions:
+    """What the sidebar decided for the next question."""
+
+    thread_id: str | None = None
+    sources: list[str] = field(default_factory=list)  # restrict retrieval to these files
+    k: int | None = None
+    temperature: float | None = None
+    score_threshold: float | None = None
+    allowed_roots: set[str] = field(default_factory=set)  # ingested folders: downloads stay inside
+
+
+def show_error(error: Exception) -> None:
+    """A failure as a message with its fix; the page goes on working."""
+    if isinstance(error, DocchatError):
+        st.error(safe_markdown(error.message), icon="⚠️")
+        if error.fix:
+            st.info(safe_markdown(f"**Fix:** {error.fix}"), icon="🛠️")
+    else:  # not ours: name it, never a traceback
+        st.error(safe_markdown(f"Unexpected error: {type(error).__name__}: {error}"), icon="⚠️")
+
+
+def render_history(messages, options: ChatOptions) -> None:
+    """The saved messages of a thread, each answer with its sources, as when it was asked."""
+    from app.engine.answer import Answer
+
+    for i, message in enumerate(messages):
+        with st.chat_message(message.role):
+            if message.role == "assistant" and message.answer_json:
+                answer = Answer.from_dict(json.loads(message.answer_json))
+                render_answer(answer, options, key=f"h{i}")
+            else:
+                st.markdown(safe_markdown(message.content))
+
+
+def stream_answer(engine, question: str, options: ChatOptions):
+    """Ask the engine, writing the answer as its tokens arrive; returns the Answer (or None)."""
+    from app.engine.answer import Done, Token, ToolCallEvent
+
+    done: list = []
+    calls: list = []
+
+    def pieces():
+        for event in engine.stream(
+            question,
+            options.thread_id,
+            sources=options.sources or None,
+            k=options.k,
+            temperature=options.temperature,
+            score_threshold=options.score_threshold,
+        ):
+            if isinstance(event, Token):
+                yield safe_markdown_piece(event.text)
+            elif isinstance(event, ToolCallEvent):
+                calls.append(event.tool_call)
+            elif isinstance(event, Done):
+                done.append(event.answer)
+
+    text_slot = st.empty()
+    try:
+        with text_slot.container():
+            st.write_stream(pieces())
+    except Exception as exc:  # a backend or index failure: say so, keep the page alive
+        text_slot.empty()
+        show_error(exc)
+        return None
+    if not done:
+        return None
+    answer = done[0]
+    # The streamed pieces were made safe one by one; show the whole answer properly now.
+    text_slot.markdown(safe_markdown(answer.text))
+    render_answer(answer, options, key="new", with_text=False)
+    return answer
+
+
+def render_answer(answer, options: ChatOptions, *, key: str, with_text: bool = True) -> None:
+    """An answer, then its sources, the tools it used and how it was answered."""
+    if with_text:
+        st.markdown(safe_markdown(answer.text))
+    if not answer.grounded:
+        st.caption("Not found in your documents: this is not an answer from them.")
+    if answer.sources:
+        st.caption("Sources")
+        for source in answer.sources:
+            render_source(source, answer.cited, options, key=f"{key}-{source.n}")
+    if answer.tool_calls:
+        with st.expander(f"Tools used ({len(answer.tool_calls)})", icon="🧰"):
+            for call in answer.tool_calls:
+                st.code(f"{call.name}({json.dumps(call.args, ensure_ascii=False)})", language=None)
+                st.text(call.result)
+    render_how(answer)
+
+
+def render_source(source, cited: list[int], options: ChatOptions, *, key: str) -> None:
+    """One numbered source: snippet, path, page or heading, score, and the file to download."""
+    mark = " ✓ cited" if source.n in cited else ""
+    label = f"[{source.n}] {escape_markdown(source.label())} · score {source.score:.2f}{mark}"
+    with st.expander(label):
+        st.text(source.text or source.snippet)
+        where = [f"File: {source.source}", f"Folder: {source.root}"]
+        if source.page is not None:
+            where.append(f"Page {source.page}")
+        if source.heading:
+            where.append(f"Section: {source.heading}")
+        where.append(f"Score: {source.score:.3f}")
+        st.caption(escape_markdown(" · ".join(where)))
+        path = file_inside(source.root, source.source, options.allowed_roots)
+        if path is not None:
+            st.download_button(
+                "Download the file",
+                data=path.read_bytes,  # read only when clicked
+                file_name=path.name,
+                mime=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+                key=f"dl-{key}",
+                on_click="ignore",
+                icon="⬇️",
+            )
+
+
+def render_how(answer) -> None:
+    """The "how this was answered" panel: the query searched, the chunks found, the timings."""
+    with st.expander("How this was answered", icon="🔎"):
+        st.markdown("**Searched for:**")
+        st.text(answer.rewritten_query or "(the question as asked)")
+        if answer.sources:
+            st.markdown("**Retrieved chunks:**")
+            st.dataframe(
+                [
+                    {"n": s.n, "file": s.source, "page": s.page, "section": s.heading or "", "score": s.score}
+                    for s in answer.sources
+                ],
+                hide_index=True,
+            )
+        t = answer.timings
+        first = f"{t.first_token_ms:.0f} ms" if t.first_token_ms is not None else "n/a"
+        st.caption(f"Retrieval {t.retrieve_ms:.0f} ms · first token {first} · total {t.total_ms:.0f} ms")

@@ -1,0 +1,186 @@
+"""The sidebar: conversations, documents and settings. Each panel reads its widgets, calls
+one function of the engine or the ingest, and returns what the chat needs."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from app.ui import library, resources
+from app.ui.chat import show_error
+from app.ui.sanitize import escape_markdown
+from app.ui.uploads import Upload
+
+THREAD = "thread_id"  # session-state key of the open conversation (None: a new one)
+UPLOADER = "uploader_round"  # bumped to empty the uploader after its files were added
+
+
+# -- conversations ---------------------------------------------------------------------------
+def threads_panel(settings) -> str | None:
+    """New, switch, rename, delete. Returns the open thread's id (None: not started yet)."""
+    store = resources.threads(settings)
+    threads = store.list()
+    current = st.session_state.get(THREAD)
+    if current and current not in {t.id for t in threads}:
+        current = st.session_state[THREAD] = None  # deleted elsewhere (CLI, another tab)
+
+    st.subheader("Conversations")
+    if st.button("New conversation", icon="➕", key="new-thread", width="stretch"):
+        st.session_state[THREAD] = current = None
+    for thread in threads:
+        title = escape_markdown(thread.title or "Untitled")
+        if st.button(
+            title,
+            key=f"thread-{thread.id}",
+            type="primary" if thread.id == current else "tertiary",
+            width="stretch",
+        ):
+            st.session_state[THREAD] = current = thread.id
+    if current:
+        _edit_thread(store, current)
+    return current
+
+
+def _edit_thread(store, thread_id: str) -> None:
+    with st.expander("Rename or delete this conversation"):
+        title = st.text_input("Title", value=store.get(thread_id).title, key=f"title-{thread_id}")
+        left, right = st.columns(2)
+        if left.button("Rename", key="rename-thread", disabled=not title.strip()):
+            store.rename(thread_id, title)
+            st.rerun()
+        if right.button("Delete", key="delete-thread", type="primary"):
+            store.delete(thread_id)
+            st.session_state[THREAD] = None
+            st.rerun()
+
+
+# -- documents -------------------------------------------------------------------------------
+def documents_panel(settings, documents: list) -> list[str]:
+    """Upload, list, remove, re-sync, and choose the documents to search. Returns that choice."""
+    st.subheader("Documents")
+    chosen = st.multiselect(
+        "Search only in",
+        sorted({d.source for d in documents}),
+        placeholder="All documents",
+        key="only-sources",
+    )
+    with st.expander(f"Library ({len(documents)} documents)", expanded=not documents):
+        _upload_form(settings)
+        if documents:
+            st.dataframe(
+                [{"document": d.source, "chunks": d.chunks, "KB": round(d.size / 1024, 1)} for d in documents],
+                hide_index=True,
+            )
+            _remove_form(settings, documents)
+        if st.button("Re-sync the documents folder", icon="🔄", key="resync"):
+            _run_ingest(settings, lambda progress: library.sync_folder(
+                settings, embeddings=resources.embeddings(settings), progress=progress
+            ))  # fmt: skip
+    return chosen
+
+
+def _upload_form(settings) -> None:
+    round_ = st.session_state.setdefault(UPLOADER, 0)
+    with st.form("upload", clear_on_submit=True, border=False):
+        files = st.file_uploader(
+            "Add documents",
+            accept_multiple_files=True,
+            max_upload_size=max(1, int(settings.upload_max_mb)),
+            key=f"uploads-{round_}",
+            help=f"Saved into {settings.docs_path} and indexed. Up to {settings.upload_max_mb:g} MB each.",
+        )
+        submitted = st.form_submit_button("Add and index", icon="📥")
+    if submitted and files:
+        uploads = [Upload(f.name, f.getvalue()) for f in files]
+        saved = _run_ingest(settings, lambda progress: library.add_uploads(
+            settings, uploads, embeddings=resources.embeddings(settings), progress=progress
+        ))  # fmt: skip
+        if saved:
+            for name, reason in saved[0].rejected:
+                st.warning(escape_markdown(f"{name} was not added: {reason}."))
+
+
+def _remove_form(settings, documents: list) -> None:
+    labels = {f"{d.source} ({d.root})": d for d in documents}
+    choice = st.selectbox("Remove a document", list(labels), index=None, key="remove-choice")
+    if st.button("Remove", key="remove-doc", disabled=choice is None, icon="🗑️"):
+        doc = labels[choice]
+        try:
+            deleted = library.remove(settings, doc.source, doc.root)
+        except Exception as exc:
+            show_error(exc)
+            return
+        what = "removed from the index and its file deleted" if deleted else "removed from the index"
+        st.toast(escape_markdown(f"{doc.source}: {what}."))
+        st.rerun()
+
+
+def _run_ingest(settings, action):
+    """Run an ingest with a progress bar; report what changed and which files failed."""
+    bar = st.progress(0.0, text="Indexing…")
+
+    def progress(event: dict) -> None:
+        done, total = event.get("done", 0), event.get("total") or 0
+        fraction = min(1.0, done / total) if total else 0.0
+        name = event.get("source") or event.get("file") or ""
+        bar.progress(fraction, text=escape_markdown(f"Indexing {done}/{total} {name}".strip()))
+
+    try:
+        result = action(progress)
+    except Exception as exc:
+        bar.empty()
+        show_error(exc)
+        return None
+    bar.empty()
+    summary = result[1] if isinstance(result, tuple) else result
+    if summary is not None:
+        _report(summary)
+    return result
+
+
+def _report(summary) -> None:
+    changed = len(summary.added) + len(summary.updated) + len(summary.deleted)
+    st.success(
+        f"Index updated: {len(summary.added)} added, {len(summary.updated)} updated, "
+        f"{len(summary.deleted)} removed, {summary.chunks_added} chunks embedded."
+        if changed
+        else "Index already up to date."
+    )
+    for source, reason in summary.failed:
+        st.warning(escape_markdown(f"Could not index {source}: {reason}"))
+
+
+# -- settings --------------------------------------------------------------------------------
+def settings_panel(settings) -> dict:
+    """Backend, model and doctor status; k, temperature and threshold for this session."""
+    with st.expander("Settings", icon="⚙️"):
+        st.caption(
+            escape_markdown(
+                f"Chat model: {settings.llm_backend} · {settings.llm_model_name}\n\n"
+                f"Embeddings: {settings.embedding_backend} · {settings.embedding_model_name}"
+            )
+        )
+        if st.button("Check the set-up (doctor)", key="doctor"):
+            _doctor(settings)
+        return {
+            "k": st.slider("Chunks to retrieve (k)", 1, 20, settings.k, key="k"),
+            "temperature": st.slider("Temperature", 0.0, 2.0, float(settings.temperature), 0.05, key="temperature"),
+            "score_threshold": st.slider(
+                "Score threshold", -1.0, 1.0, float(settings.score_threshold), 0.05, key="threshold",
+                help="Chunks scoring below this are not given to the model.",
+            ),
+        }  # fmt: skip
+
+
+def _doctor(settings) -> None:
+    try:
+        from app import doctor
+
+        checks = doctor.checks(settings)
+    except Exception as exc:
+        show_error(exc)
+        return
+    for check in checks:
+        line = f"{'✅' if check.ok else '❌'} **{escape_markdown(check.name)}**: {escape_markdown(check.detail)}"
+        if check.fix and not check.ok:
+            line += f"  \nFix: {escape_markdown(check.fix)}"
+        st.markdown(line)

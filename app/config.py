@@ -76,6 +76,8 @@ class Settings(BaseSettings):
     embed_batch_size: int = Field(32, ge=1, le=4096)
     max_file_mb: float = Field(50.0, gt=0)
     parse_timeout_s: float = Field(60.0, gt=0)
+    embed_headings: bool = True  # embed "title > heading path" before each chunk's text
+    ingest_lock_timeout_s: float = Field(10.0, ge=0)  # how long a second ingest waits for the first
 
     # Retrieval and answering
     k: int = Field(4, ge=1, le=100)

@@ -1,0 +1,300 @@
+"""One parser per file format: bytes in, a ``ParsedDocument`` (title + sections) out.
+
+Text-like formats parse in-process from bytes already read for hashing. PDF and DOCX parse
+in a child process (see ``isolation``) because their parsers can be driven into huge memory or
+time by a crafted file.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import re
+import zipfile
+from pathlib import Path
+
+from ingest.documents import HeadingPath, ParsedDocument, Section, UnreadableFile
+
+TEXT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".rst": "rst",
+                 ".html": "html", ".htm": "html", ".csv": "csv"}
+ISOLATED_SUFFIXES = {".pdf": "pdf", ".docx": "docx"}
+SUPPORTED = {**TEXT_SUFFIXES, **ISOLATED_SUFFIXES}
+
+# A DOCX is a zip: refuse archives that would inflate far beyond their size (zip bombs).
+MAX_DOCX_UNCOMPRESSED = 500 * 1024 * 1024
+MAX_DOCX_RATIO = 200
+MAX_DOCX_ENTRIES = 10_000
+
+
+def format_of(path: Path) -> str | None:
+    return SUPPORTED.get(path.suffix.lower())
+
+
+def parse_bytes(kind: str, data: bytes, name: str) -> ParsedDocument:
+    """Parse a text-like format (markdown, text, rst, html, csv) from its bytes."""
+    if kind == "html":
+        return parse_html(data, name)
+    text = decode_text(data)
+    return {"markdown": parse_markdown, "text": parse_text, "rst": parse_rst, "csv": parse_csv}[kind](text, name)
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes to text: UTF-8 when valid, else charset detection; binary content is refused."""
+    if b"\x00" in data[:8192]:
+        raise UnreadableFile("binary content (NUL bytes), not text: wrong file extension?")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        pass
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(data).best()
+    if best is None:
+        raise UnreadableFile("unknown text encoding or binary content")
+    return str(best)
+
+
+def stem_title(name: str) -> str:
+    """A readable title from a file name, for documents that do not state one."""
+    return Path(name).stem.replace("_", " ").replace("-", " ").strip() or name
+
+
+# -- plain text, Markdown, reStructuredText, CSV ------------------------------------------------
+def parse_text(text: str, name: str) -> ParsedDocument:
+    return ParsedDocument(stem_title(name), [Section(text)])
+
+
+_ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
+_FENCE = re.compile(r"^\s*(```|~~~)")
+
+
+def parse_markdown(text: str, name: str) -> ParsedDocument:
+    """Sections at ATX headings (``#`` .. ``######``), ignoring ``#`` lines inside code fences."""
+    sections, path, lines, title = [], HeadingPath(), [], None
+    in_fence = False
+    for line in text.splitlines():
+        if _FENCE.match(line):
+            in_fence = not in_fence
+        match = None if in_fence else _ATX.match(line)
+        if match:
+            sections.append(Section("\n".join(lines), path.current))
+            level, heading = len(match.group(1)), match.group(2).strip()
+            title = title or (heading if level == 1 else None)
+            path.enter(level, heading)
+            lines = [line]
+        else:
+            lines.append(line)
+    sections.append(Section("\n".join(lines), path.current))
+    return ParsedDocument(title or stem_title(name), [s for s in sections if s.text.strip()])
+
+
+_RST_ADORNMENT = re.compile(r"^([=\-`:'\"~^_*+#<>.])\1{2,}\s*$")
+
+
+def parse_rst(text: str, name: str) -> ParsedDocument:
+    """Sections at underlined (optionally overlined) titles; levels in order of first use."""
+    lines = text.splitlines()
+    styles: list[tuple[str, bool]] = []
+    sections, path, body, title = [], HeadingPath(), [], None
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        over = bool(_RST_ADORNMENT.match(line)) and i + 2 < len(lines) and lines[i + 2] == line
+        under = i + 1 < len(lines) and line.strip() and not _RST_ADORNMENT.match(line) and \
+            _RST_ADORNMENT.match(lines[i + 1]) and len(lines[i + 1].rstrip()) >= len(line.rstrip())
+        if over or under:
+            heading = (lines[i + 1] if over else line).strip()
+            style = ((lines[i + 2] if over else lines[i + 1])[0], over)
+            if style not in styles:
+                styles.append(style)
+            sections.append(Section("\n".join(body), path.current))
+            path.enter(styles.index(style) + 1, heading)
+            title = title or heading
+            body = [heading]
+            i += 3 if over else 2
+            continue
+        body.append(line)
+        i += 1
+    sections.append(Section("\n".join(body), path.current))
+    return ParsedDocument(title or stem_title(name), [s for s in sections if s.text.strip()])
+
+
+def parse_csv(text: str, name: str) -> ParsedDocument:
+    """One line per row, each value labelled with its column header."""
+    try:
+        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
+    except csv.Error:
+        dialect = csv.excel
+    rows = list(csv.reader(io.StringIO(text), dialect))
+    if not rows:
+        return ParsedDocument(stem_title(name), [])
+    header, lines = rows[0], []
+    for row in rows[1:]:
+        pairs = [f"{h.strip() or f'column {i + 1}'}: {v.strip()}" for i, (h, v) in enumerate(zip(header, row)) if v.strip()]
+        if pairs:
+            lines.append("; ".join(pairs))
+    return ParsedDocument(stem_title(name), [Section("\n".join(lines) or ", ".join(header))])
+
+
+# -- HTML -----------------------------------------------------------------------------------
+_DROP_TAGS = ("script", "style", "nav", "header", "footer", "noscript", "template", "svg", "iframe", "form", "head")
+_DROP_CLASSES = ("navheader", "navfooter", "navbar", "sidebar", "breadcrumb", "toc-nav")
+_HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4}
+_BLOCKS = {"p", "div", "li", "ul", "ol", "pre", "tr", "table", "br", "h5", "h6", "dt", "dd", "dl",
+           "blockquote", "section", "article", "main", "figure", "figcaption", "hr", "td", "th"}
+_SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
+
+
+def parse_html(data: bytes, name: str) -> ParsedDocument:
+    """Main text only: navigation, headers, footers, scripts and styles dropped; sections at h1-h4."""
+    import lxml.html
+    from lxml import etree
+
+    try:
+        root = lxml.html.fromstring(data)
+    except (etree.ParserError, ValueError) as exc:
+        raise UnreadableFile(f"not parseable as HTML ({exc})") from None
+    title_el = root.find(".//title")
+    title = _clean(title_el.text_content()) if title_el is not None else ""
+    for el in list(root.iter(*_DROP_TAGS)):
+        el.drop_tree()
+    for el in list(root.iter()):
+        classes = (el.get("class") or "").split() if isinstance(el.tag, str) else ()
+        if any(c in _DROP_CLASSES for c in classes) or el.get("role") == "navigation":
+            el.drop_tree()
+    main = next(iter(root.xpath("//main | //*[@role='main'] | //article")), None)
+    walker = _HtmlSections()
+    walker.walk(main if main is not None else root)
+    sections = walker.finish()
+    if not title:
+        title = walker.first_heading or stem_title(name)
+    return ParsedDocument(title, sections)
+
+
+def _clean(text: str) -> str:
+    return _SPACES.sub(" ", text).strip()
+
+
+class _HtmlSections:
+    """Walks the tree once, collecting text and starting a new section at each h1-h4."""
+
+    def __init__(self) -> None:
+        self.sections: list[Section] = []
+        self.parts: list[str] = []
+        self.path = HeadingPath()
+        self.first_heading: str | None = None
+
+    def walk(self, el) -> None:
+        tag = el.tag if isinstance(el.tag, str) else ""
+        level = _HEADINGS.get(tag)
+        if level:
+            heading = _clean(el.text_content())
+            if heading:
+                self._flush()
+                self.path.enter(level, heading)
+                self.first_heading = self.first_heading or heading
+                self.parts.append(heading + "\n")
+        elif tag:  # comments and processing instructions have no text of their own
+            block = tag in _BLOCKS
+            if block:
+                self.parts.append("\n")
+            if el.text:
+                self.parts.append(el.text)
+            for child in el:
+                self.walk(child)
+            if block:
+                self.parts.append("\n")
+        if el.tail:
+            self.parts.append(el.tail)
+
+    def _flush(self) -> None:
+        lines = (_clean(line) for line in "".join(self.parts).splitlines())
+        text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+        if text:
+            self.sections.append(Section(text, self.path.current))
+        self.parts = []
+
+    def finish(self) -> list[Section]:
+        self._flush()
+        return self.sections
+
+
+# -- PDF and DOCX (run inside the isolated child) ---------------------------------------------
+def parse_pdf(path: Path) -> ParsedDocument:
+    """One section per page, with its 1-based page number."""
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise UnreadableFile("encrypted PDF (password protected): save an unprotected copy to ingest it")
+        pages = [Section(page.extract_text() or "", page=n) for n, page in enumerate(reader.pages, start=1)]
+        meta_title = (reader.metadata or {}).get("/Title") if reader.metadata else None
+    except UnreadableFile:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, AttributeError) as exc:
+        raise UnreadableFile(f"corrupt or unsupported PDF ({type(exc).__name__}: {exc})") from None
+    except Exception as exc:  # pypdf raises many kinds of errors on broken files
+        if "crypt" in str(exc).lower():
+            raise UnreadableFile("encrypted PDF that cannot be opened") from None
+        raise UnreadableFile(f"corrupt PDF ({type(exc).__name__}: {exc})") from None
+    title = str(meta_title).strip() if meta_title else stem_title(path.name)
+    return ParsedDocument(title, [p for p in pages if p.text.strip()])
+
+
+def check_zip_bomb(path: Path) -> None:
+    """Refuse a DOCX whose declared uncompressed size or ratio is out of all proportion."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            infos = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise UnreadableFile(f"corrupt DOCX (not a valid zip archive: {exc})") from None
+    total = sum(i.file_size for i in infos)
+    packed = sum(i.compress_size for i in infos) or 1
+    if len(infos) > MAX_DOCX_ENTRIES or total > MAX_DOCX_UNCOMPRESSED or (total > 10 << 20 and total / packed > MAX_DOCX_RATIO):
+        raise UnreadableFile(
+            f"refused as a possible zip bomb: {len(infos)} entries inflating {packed:,} bytes to {total:,} bytes"
+        )
+
+
+def parse_docx(path: Path) -> ParsedDocument:
+    """Sections at paragraphs styled Title / Heading N; tables as ' | '-joined rows."""
+    import docx
+    from docx.table import Table
+    from docx.text.paragraph import Paragraph
+
+    check_zip_bomb(path)
+    try:
+        document = docx.Document(str(path))
+    except Exception as exc:  # python-docx raises KeyError, ValueError, lxml errors on broken files
+        raise UnreadableFile(f"corrupt DOCX ({type(exc).__name__}: {exc})") from None
+    sections, path_, lines, title = [], HeadingPath(), [], document.core_properties.title or None
+    for child in document.element.body.iterchildren():
+        if child.tag.endswith("}p"):
+            paragraph = Paragraph(child, document)
+            text = paragraph.text.strip()
+            level = _docx_heading_level(paragraph.style.name if paragraph.style is not None else "")
+            if level is not None and text:
+                sections.append(Section("\n".join(lines), path_.current))
+                path_.enter(level, text)
+                title = title or text
+                lines = [text]
+            elif text:
+                lines.append(text)
+        elif child.tag.endswith("}tbl"):
+            for row in Table(child, document).rows:
+                lines.append(" | ".join(cell.text.strip() for cell in row.cells))
+    sections.append(Section("\n".join(lines), path_.current))
+    return ParsedDocument(title or stem_title(path.name), [s for s in sections if s.text.strip()])
+
+
+def _docx_heading_level(style: str) -> int | None:
+    if style == "Title":
+        return 0
+    match = re.match(r"Heading (\d)", style)
+    return int(match.group(1)) if match else None
+
+
+def parse_isolated_format(kind: str, path: Path) -> ParsedDocument:
+    return {"pdf": parse_pdf, "docx": parse_docx}[kind](path)

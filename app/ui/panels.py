@@ -11,7 +11,13 @@ from app.ui.sanitize import escape_markdown
 from app.ui.uploads import Upload
 
 THREAD = "thread_id"  # session-state key of the open conversation (None: a new one)
-UPLOADER = "uploader_round"  # bumped to empty the uploader after its files were added
+# sync's progress stages -> (start, end) of the bar, and what to say meanwhile
+REPORT = "ingest_report"  # what the last ingest did, shown after the rerun it triggers
+STAGES = {
+    "parse": (0.0, 0.3, "Reading"),
+    "embed": (0.3, 0.95, "Embedding chunks"),
+    "write": (0.95, 1.0, "Writing the index"),
+}
 
 
 # -- conversations ---------------------------------------------------------------------------
@@ -63,6 +69,7 @@ def documents_panel(settings, documents: list) -> list[str]:
         placeholder="All documents",
         key="only-sources",
     )
+    _show_report()
     with st.expander(f"Library ({len(documents)} documents)", expanded=not documents):
         _upload_form(settings)
         if documents:
@@ -72,31 +79,27 @@ def documents_panel(settings, documents: list) -> list[str]:
             )
             _remove_form(settings, documents)
         if st.button("Re-sync the documents folder", icon="🔄", key="resync"):
-            _run_ingest(settings, lambda progress: library.sync_folder(
+            _run_ingest(settings, lambda progress: (None, library.sync_folder(
                 settings, embeddings=resources.embeddings(settings), progress=progress
-            ))  # fmt: skip
+            )))  # fmt: skip
     return chosen
 
 
 def _upload_form(settings) -> None:
-    round_ = st.session_state.setdefault(UPLOADER, 0)
     with st.form("upload", clear_on_submit=True, border=False):
         files = st.file_uploader(
             "Add documents",
             accept_multiple_files=True,
             max_upload_size=max(1, int(settings.upload_max_mb)),
-            key=f"uploads-{round_}",
+            key="uploads",
             help=f"Saved into {settings.docs_path} and indexed. Up to {settings.upload_max_mb:g} MB each.",
         )
         submitted = st.form_submit_button("Add and index", icon="📥")
     if submitted and files:
         uploads = [Upload(f.name, f.getvalue()) for f in files]
-        saved = _run_ingest(settings, lambda progress: library.add_uploads(
+        _run_ingest(settings, lambda progress: library.add_uploads(
             settings, uploads, embeddings=resources.embeddings(settings), progress=progress
         ))  # fmt: skip
-        if saved:
-            for name, reason in saved[0].rejected:
-                st.warning(escape_markdown(f"{name} was not added: {reason}."))
 
 
 def _remove_form(settings, documents: list) -> None:
@@ -114,39 +117,50 @@ def _remove_form(settings, documents: list) -> None:
         st.rerun()
 
 
-def _run_ingest(settings, action):
-    """Run an ingest with a progress bar; report what changed and which files failed."""
+def _run_ingest(settings, action) -> None:
+    """Run an ingest with a progress bar, then rerun so every panel sees the new index.
+
+    What changed and which files failed is kept in the session and shown after the rerun.
+    """
     bar = st.progress(0.0, text="Indexing…")
 
     def progress(event: dict) -> None:
-        done, total = event.get("done", 0), event.get("total") or 0
-        fraction = min(1.0, done / total) if total else 0.0
-        name = event.get("source") or event.get("file") or ""
-        bar.progress(fraction, text=escape_markdown(f"Indexing {done}/{total} {name}".strip()))
+        stage, done, total = event.get("stage"), event.get("done", 0), event.get("total") or 0
+        if stage not in STAGES:
+            return
+        start, end, verb = STAGES[stage]
+        fraction = start + (end - start) * (done / total if total else 1.0)
+        counted = f" {done}/{total}" if total else ""
+        bar.progress(min(fraction, 1.0), text=escape_markdown(f"{verb}{counted} {event.get('file', '')}".rstrip()))
 
     try:
-        result = action(progress)
+        saved, summary = action(progress)
     except Exception as exc:
         bar.empty()
         show_error(exc)
-        return None
-    bar.empty()
-    summary = result[1] if isinstance(result, tuple) else result
+        return
+    st.session_state[REPORT] = _report(saved, summary)
+    st.rerun()
+
+
+def _report(saved, summary) -> list[tuple[str, str]]:
+    """(kind, text) lines saying what an ingest did, failures first-class."""
+    lines = [("warning", f"{name} was not added: {reason}.") for name, reason in (saved.rejected if saved else [])]
     if summary is not None:
-        _report(summary)
-    return result
+        counts = [len(summary.added), len(summary.updated), len(summary.deleted)]
+        lines.append(
+            ("success", "Index updated: {} added, {} updated, {} removed, ".format(*counts)
+             + f"{summary.chunks_added} chunks indexed.")
+            if any(counts)
+            else ("success", "The index is already up to date.")
+        )  # fmt: skip
+        lines += [("warning", f"Could not index {source}: {reason}") for source, reason in summary.failed]
+    return lines
 
 
-def _report(summary) -> None:
-    changed = len(summary.added) + len(summary.updated) + len(summary.deleted)
-    st.success(
-        f"Index updated: {len(summary.added)} added, {len(summary.updated)} updated, "
-        f"{len(summary.deleted)} removed, {summary.chunks_added} chunks embedded."
-        if changed
-        else "Index already up to date."
-    )
-    for source, reason in summary.failed:
-        st.warning(escape_markdown(f"Could not index {source}: {reason}"))
+def _show_report() -> None:
+    for kind, text in st.session_state.pop(REPORT, []):
+        getattr(st, kind)(escape_markdown(text))
 
 
 # -- settings --------------------------------------------------------------------------------

@@ -48,10 +48,13 @@ def decode_text(data: bytes) -> str:
         pass
     from charset_normalizer import from_bytes
 
-    best = from_bytes(data).best()
+    results = from_bytes(data)
+    best = results.best()
     if best is None:
         raise UnreadableFile("unknown text encoding or binary content")
-    return str(best)
+    # Short texts fit several code pages equally well; the most common one (Windows-1252) wins ties.
+    tied = [m for m in results if (m.chaos, m.coherence) == (best.chaos, best.coherence)]
+    return str(next((m for m in tied if m.encoding in ("cp1252", "latin_1")), best))
 
 
 def stem_title(name: str) -> str:
@@ -143,6 +146,7 @@ _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4}
 _BLOCKS = {"p", "div", "li", "ul", "ol", "pre", "tr", "table", "br", "h5", "h6", "dt", "dd", "dl",
            "blockquote", "section", "article", "main", "figure", "figcaption", "hr", "td", "th"}
 _SPACES = re.compile(r"[ \t\r\f\v\xa0]+")
+_ANY_SPACE = re.compile(r"\s+")
 
 
 def parse_html(data: bytes, name: str) -> ParsedDocument:
@@ -184,7 +188,7 @@ class _HtmlSections:
         self.path = HeadingPath()
         self.first_heading: str | None = None
 
-    def walk(self, el) -> None:
+    def walk(self, el, in_pre: bool = False) -> None:
         tag = el.tag if isinstance(el.tag, str) else ""
         level = _HEADINGS.get(tag)
         if level:
@@ -195,17 +199,20 @@ class _HtmlSections:
                 self.first_heading = self.first_heading or heading
                 self.parts.append(heading + "\n")
         elif tag:  # comments and processing instructions have no text of their own
-            block = tag in _BLOCKS
+            block, inner_pre = tag in _BLOCKS, in_pre or tag == "pre"
             if block:
                 self.parts.append("\n")
-            if el.text:
-                self.parts.append(el.text)
+            self._text(el.text, inner_pre)
             for child in el:
-                self.walk(child)
+                self.walk(child, inner_pre)
             if block:
                 self.parts.append("\n")
-        if el.tail:
-            self.parts.append(el.tail)
+        self._text(el.tail, in_pre)
+
+    def _text(self, text: str | None, in_pre: bool) -> None:
+        # Source line breaks mean nothing outside <pre>; inside it they are the layout.
+        if text:
+            self.parts.append(text if in_pre else _ANY_SPACE.sub(" ", text))
 
     def _flush(self) -> None:
         lines = (_clean(line) for line in "".join(self.parts).splitlines())

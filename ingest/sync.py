@@ -13,7 +13,6 @@ proves each of these.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -30,6 +29,7 @@ from ingest.isolation import parse_in_child
 from ingest.scan import DiskFile, Scope, scopes_for, walk
 from ingest.splitter import Chunk, make_splitter, split_document
 from vectorstore import writer as index_writer
+from vectorstore.layout import file_sha256
 from vectorstore.records import FileRecord, NewChunk
 from vectorstore.writer import IndexWriter, now_iso
 
@@ -160,7 +160,7 @@ def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: S
     for n, disk in enumerate(to_read, start=1):
         report({"stage": "scan", "file": disk.source, "done": n, "total": len(to_read)})
         try:
-            sha = _sha256(disk.path)
+            sha = file_sha256(disk.path)
         except OSError as exc:
             summary.failed.append((disk.source, f"unreadable ({exc.strerror or exc})"))
             continue
@@ -191,14 +191,6 @@ def _rename(writer: IndexWriter, old: FileRecord, record: FileRecord) -> None:
     title = loaders.stem_title(record.source) if old.title == loaders.stem_title(old.source) else old.title
     record.title, record.ingested_at = title, now_iso()
     writer.rename_file(old.source, record, title=title)
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 # -- parse and split --------------------------------------------------------------------------

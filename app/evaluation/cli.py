@@ -63,7 +63,9 @@ def run(settings, args) -> int:
     if args.out:
         check_table_path(args.out)
     items = select(load_items(args.qa), ids=args.ids, limit=args.limit)
-    engine, not_found = _engine(settings, use_llm=not args.no_llm)
+    from app.engine import Engine
+
+    engine = Engine(settings)  # the chat model loads on first use: --no-llm never loads it
 
     def progress(result) -> None:
         rank = result.gold_rank
@@ -71,7 +73,7 @@ def run(settings, args) -> int:
         print(f"  {result.item.id}: {mark}", file=sys.stderr, flush=True)
 
     results = evaluate(
-        engine, items, k=args.k, use_llm=not args.no_llm, not_found=not_found, on_result=progress
+        engine, items, k=args.k, use_llm=not args.no_llm, not_found=engine.prompts.not_found, on_result=progress
     )
     summary = summarize(results)
     summary.update(
@@ -92,20 +94,3 @@ def run(settings, args) -> int:
             print(f"\nPer-question table: {args.out}")
     return 0
 
-
-def _engine(settings, *, use_llm: bool):
-    """The engine the UI uses; retrieval-only runs never load the chat model."""
-    from app.engine import Engine
-    from app.engine.prompts import load_prompts
-
-    engine = Engine(settings) if use_llm else Engine(settings, llm=_NoLLM())
-    return engine, load_prompts(settings.prompts_dir).not_found
-
-
-class _NoLLM:
-    """Stands in for the chat model in --no-llm runs, which only call ``Engine.search``."""
-
-    def __getattr__(self, name):
-        from app.errors import DocchatError
-
-        raise DocchatError("--no-llm runs do not use the chat model.")

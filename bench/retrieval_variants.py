@@ -1,0 +1,384 @@
+"""Retrieval variants measured on a question set (default: the PostgreSQL 15 docs set).
+
+    python bench/retrieval_variants.py                      # every variant, table to stdout
+    python bench/retrieval_variants.py --write bench/RESULTS-retrieval.md
+    python bench/retrieval_variants.py --variants base,hybrid --limit-docs 200   # quick look
+
+Each variant's chunks come from docchat's own loaders and splitter (``ingest``); they are
+embedded with the configured embedding model, with every vector cached on disk under
+``.bench/embcache/`` keyed by the sha256 of the embedded text, so variants that share
+chunks never embed twice (a full PostgreSQL pass costs minutes on 2 cores). Retrieval then
+runs in memory: numpy for dense search, an in-memory SQLite FTS5 table built like the
+store's for BM25, and ``app.engine.fusion`` / ``app.engine.retrieval`` for fusion,
+near-duplicate removal and MMR -- the same functions the engine uses.
+
+Figures: hit@1, hit@5 and MRR over the answerable single-turn items and over the
+follow-up turns (several follow-up query forms), and the abstention trade-off of a score
+threshold on the best dense cosine (what the engine's threshold does).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import pickle
+import sqlite3
+import sys
+import time
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from app.config import load_settings  # noqa: E402
+from app.engine.fusion import reciprocal_rank_fusion  # noqa: E402
+from app.evaluation.dataset import QAItem, load_items  # noqa: E402
+from app.evaluation.scoring import gold_rank, retrieval_figures  # noqa: E402
+
+DEFAULT_CORPUS = REPO / "corpora/postgresql-doc-15/usr/share/doc/postgresql-doc-15/html"
+DEFAULT_QA = REPO.parent / "shared/eval/postgres-qa.jsonl"
+BENCH_DIR = REPO / ".bench"
+K = 5
+THRESHOLDS = (0.20, 0.25, 0.30, 0.35, 0.40, 0.45, 0.50)
+
+
+# -- variants ---------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Chunking:
+    """What decides the chunks and the text embedded for each (what costs embedding time)."""
+
+    chunk_size: int = 1000
+    overlap: int = 150
+    heading_aware: bool = True  # split within each heading section (docchat's splitter)
+    embed_headings: bool = True  # "title > heading path" line before the embedded text
+
+    def label(self) -> str:
+        return (
+            f"{self.chunk_size}/{self.overlap}"
+            f"{'' if self.heading_aware else ', whole-page split'}"
+            f"{', heading prefix' if self.embed_headings else ', no prefix'}"
+        )
+
+
+@dataclass(frozen=True)
+class Variant:
+    name: str
+    chunking: Chunking = field(default_factory=Chunking)
+    retrieval: str = "dense"  # dense | hybrid | bm25
+    mmr: bool = False
+    bm25_headings: bool = False  # BM25 over "title > heading" + text instead of the text alone
+    fetch_k: int = 20
+    note: str = ""
+
+
+def variants() -> list[Variant]:
+    base = Chunking()
+    small = Chunking(chunk_size=500, overlap=75)
+    small_np = replace(small, embed_headings=False)
+    return [
+        Variant("base-noprefix", replace(base, embed_headings=False), note="1000/150, no prefix (old default)"),
+        Variant("base", base, note="1000/150 + heading prefix"),
+        Variant("flat", replace(base, heading_aware=False), note="whole-page split"),
+        Variant("size1500", Chunking(1500, 200)),
+        Variant("size500-noprefix", small_np),
+        Variant("size500", small),
+        Variant("size300", Chunking(300, 50)),
+        Variant("mmr", base, mmr=True),
+        Variant("bm25", base, retrieval="bm25"),
+        Variant("hybrid", base, retrieval="hybrid"),
+        Variant("hybrid-h", base, retrieval="hybrid", bm25_headings=True),
+        Variant("hybrid-500", small, retrieval="hybrid"),
+        Variant("hybrid-500-h", small, retrieval="hybrid", bm25_headings=True),
+        Variant("hybrid-500-h-f50", small, retrieval="hybrid", bm25_headings=True, fetch_k=50),
+        Variant("hybrid-500-h-mmr", small, retrieval="hybrid", bm25_headings=True, mmr=True),
+    ]
+
+
+# -- the corpus, parsed and chunked by docchat's own ingest code --------------------------------
+def parse_corpus(corpus: Path, limit_docs: int | None) -> list[tuple[str, object]]:
+    """(source, ParsedDocument) for every supported file, cached: parsing takes a minute."""
+    from ingest.loaders import TEXT_SUFFIXES, format_of, parse_bytes
+
+    files = sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    files = files[:limit_docs] if limit_docs else files
+    key = hashlib.sha256("\n".join(f"{p}:{p.stat().st_mtime_ns}" for p in files).encode()).hexdigest()[:16]
+    loader_mtime = max(p.stat().st_mtime_ns for p in (REPO / "ingest").glob("*.py"))
+    cache = BENCH_DIR / f"parsed-{key}-{loader_mtime}.pkl"
+    if cache.exists():
+        return pickle.loads(cache.read_bytes())
+    docs = []
+    for path in files:
+        try:
+            docs.append((path.relative_to(corpus).as_posix(), parse_bytes(format_of(path), path.read_bytes(), path.name)))
+        except Exception as exc:  # a page docchat would skip: the bench skips it too
+            print(f"  skipped {path.name}: {exc}", file=sys.stderr)
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    cache.write_bytes(pickle.dumps(docs))
+    return docs
+
+
+def chunk_corpus(docs, chunking: Chunking) -> list:
+    from ingest.documents import ParsedDocument, Section
+    from ingest.splitter import make_splitter, split_document
+
+    splitter = make_splitter(chunking.chunk_size, chunking.overlap)
+    chunks = []
+    for source, doc in docs:
+        if not chunking.heading_aware:  # one section per page: chunks ignore headings
+            doc = ParsedDocument(doc.title, [Section("\n\n".join(s.text for s in doc.sections))])
+        chunks += split_document(doc, root="", source=source, splitter=splitter, embed_headings=chunking.embed_headings)
+    return chunks
+
+
+# -- embeddings, cached by the sha256 of the embedded text --------------------------------------
+class EmbeddingCache:
+    def __init__(self, settings, path: Path):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(path)
+        self.db.execute("CREATE TABLE IF NOT EXISTS vec (model TEXT, sha TEXT, v BLOB, PRIMARY KEY (model, sha))")
+        self.settings = settings
+        self.model = settings.embedding_model_name
+        self._embeddings = None
+
+    @property
+    def embeddings(self):
+        if self._embeddings is None:
+            from app.backends import make_embeddings
+
+            self._embeddings = make_embeddings(self.settings)
+        return self._embeddings
+
+    def embed(self, texts: list[str], *, what: str = "texts") -> np.ndarray:
+        shas = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
+        known = self._lookup(set(shas))
+        missing = list(dict.fromkeys(s for s in shas if s not in known))
+        if missing:
+            by_sha = dict(zip(shas, texts))
+            start, done = time.perf_counter(), 0
+            for i in range(0, len(missing), 256):
+                batch = missing[i : i + 256]
+                vectors = self.embeddings.embed_documents([by_sha[s] for s in batch])
+                rows = [(self.model, s, np.asarray(v, dtype=np.float32).tobytes()) for s, v in zip(batch, vectors)]
+                self.db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?)", rows)
+                self.db.commit()  # keep progress if interrupted
+                known.update({s: np.asarray(v, dtype=np.float32) for s, v in zip(batch, vectors)})
+                done += len(batch)
+                rate = done / (time.perf_counter() - start)
+                print(f"  embedded {done}/{len(missing)} {what} ({rate:.0f}/s)", file=sys.stderr, flush=True)
+        return np.stack([known[s] for s in shas]) if shas else np.zeros((0, 384), np.float32)
+
+    def _lookup(self, shas: set[str]) -> dict[str, np.ndarray]:
+        found, ordered = {}, list(shas)
+        for i in range(0, len(ordered), 900):
+            part = ordered[i : i + 900]
+            marks = ",".join("?" * len(part))
+            for sha, blob in self.db.execute(
+                f"SELECT sha, v FROM vec WHERE model = ? AND sha IN ({marks})", [self.model, *part]
+            ):
+                found[sha] = np.frombuffer(blob, dtype=np.float32)
+        return found
+
+
+# -- an in-memory index of one chunking -----------------------------------------------------------
+@dataclass
+class Hit:  # the fields of vectorstore.Hit that the engine's selection functions read
+    chunk_id: int
+    text: str
+    score: float
+    metadata: dict
+
+
+class MemoryIndex:
+    """Dense matrix + FTS5 table over one chunking, searched like ``vectorstore.Store``."""
+
+    def __init__(self, chunks, vectors: np.ndarray):
+        self.chunks, self.matrix = chunks, vectors
+        self.fts = {}
+
+    def hit(self, i: int, score: float) -> Hit:
+        c = self.chunks[i]
+        return Hit(i, c.text, score, c.metadata)
+
+    def search(self, qv: np.ndarray, k: int) -> list[Hit]:
+        scores = self.matrix @ qv
+        top = np.argpartition(-scores, min(k, len(scores) - 1))[:k]
+        return [self.hit(int(i), float(scores[i])) for i in sorted(top, key=lambda i: -scores[i])]
+
+    def keyword_search(self, query: str, qv: np.ndarray, k: int, *, headings: bool) -> list[Hit]:
+        """BM25 top-k; each hit scored by its cosine to the query, as fusion.with_cosine does."""
+        import re
+
+        db = self._fts(headings)
+        words = re.findall(r"\w+", query.lower())
+        if not words:
+            return []
+        match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))  # as vectorstore.Store does
+        rows = db.execute(
+            "SELECT rowid, bm25(f) FROM f WHERE f MATCH ? ORDER BY bm25(f) LIMIT ?", [match, k]
+        ).fetchall()
+        return [self.hit(r - 1, float(self.matrix[r - 1] @ qv)) for r, _ in rows]
+
+    def _fts(self, headings: bool):
+        if headings not in self.fts:
+            db = sqlite3.connect(":memory:")
+            db.execute("CREATE VIRTUAL TABLE f USING fts5 (text, tokenize='porter unicode61')")
+            db.executemany(
+                "INSERT INTO f (rowid, text) VALUES (?, ?)",
+                [(i + 1, _prefixed(c) if headings else c.text) for i, c in enumerate(self.chunks)],
+            )
+            self.fts[headings] = db
+        return self.fts[headings]
+
+    def vectors(self, ids) -> np.ndarray:
+        return self.matrix[list(ids)]
+
+
+def _prefixed(chunk) -> str:
+    meta = chunk.metadata
+    return " > ".join(x for x in (meta.get("title"), meta.get("heading")) if x) + "\n" + chunk.text
+
+
+def retrieve(index: MemoryIndex, variant: Variant, query: str, qv: np.ndarray, k: int = K) -> list[Hit]:
+    """The engine's pipeline (threshold aside): candidates, near-duplicates out, top-k or MMR."""
+    from app.engine.retrieval import drop_near_duplicates, select_mmr
+
+    fetch = variant.fetch_k
+    if variant.retrieval == "bm25":
+        candidates = index.keyword_search(query, qv, fetch, headings=variant.bm25_headings)
+    else:
+        candidates = index.search(qv, fetch)
+    if variant.retrieval == "hybrid":
+        keyword = index.keyword_search(query, qv, fetch, headings=variant.bm25_headings)
+        by_id = {h.chunk_id: h for h in keyword + candidates}
+        fused = reciprocal_rank_fusion([[h.chunk_id for h in candidates], [h.chunk_id for h in keyword]])
+        candidates = [by_id[cid] for cid, _ in fused]
+    distinct = drop_near_duplicates(candidates)
+    if variant.mmr:
+        return select_mmr(distinct, qv, index, k, 0.5)
+    return distinct[:k]
+
+
+# -- the question set --------------------------------------------------------------------------
+FOLLOWUP_FORMS = {
+    "concat": lambda item: " ".join(item.turns[-2:]),  # what `docchat eval --no-llm` uses
+    "alone": lambda item: item.turns[-1],
+}
+
+
+def queries_of(items: list[QAItem]) -> dict[str, list[tuple[QAItem, str]]]:
+    single = [(i, i.question) for i in items if i.kind == "single"]
+    follow = {f"followup-{name}": [(i, form(i)) for i in items if i.kind == "followup"] for name, form in FOLLOWUP_FORMS.items()}
+    unanswerable = [(i, i.question) for i in items if i.kind == "unanswerable"]
+    return {"single": single, **follow, "unanswerable": unanswerable}
+
+
+def measure(index, variant, groups, qvecs) -> dict:
+    out = {}
+    for group, pairs in groups.items():
+        ranks, tops = [], []
+        for item, query in pairs:
+            hits = retrieve(index, variant, query, qvecs[query])
+            ranks.append(gold_rank([h.metadata["source"] for h in hits], item.gold))
+            tops.append(float(np.max(index.matrix @ qvecs[query])))  # best dense cosine
+        out[group] = {**retrieval_figures(ranks), "top_cosines": tops}
+    return out
+
+
+def abstention_rows(figures: dict) -> list[tuple[float, int, int, int]]:
+    """(threshold, unanswerable caught, of how many, false abstentions) for each threshold."""
+    answerable = figures["single"]["top_cosines"] + figures["followup-concat"]["top_cosines"]
+    unanswerable = figures["unanswerable"]["top_cosines"]
+    return [
+        (t, sum(c < t for c in unanswerable), len(unanswerable), sum(c < t for c in answerable))
+        for t in THRESHOLDS
+    ]
+
+
+# -- main -------------------------------------------------------------------------------------
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--corpus", type=Path, default=DEFAULT_CORPUS)
+    parser.add_argument("--qa", type=Path, default=DEFAULT_QA)
+    parser.add_argument("--variants", help="comma-separated names (default: all)")
+    parser.add_argument("--limit-docs", type=int, help="only the first N files (quick checks)")
+    parser.add_argument("--write", type=Path, help="also write the markdown table to this file")
+    args = parser.parse_args(argv)
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    settings = load_settings(env_file=None)
+    chosen = variants()
+    if args.variants:
+        names = args.variants.split(",")
+        chosen = [v for v in chosen if v.name in names]
+    items = load_items(args.qa)
+    groups = queries_of(items)
+    cache = EmbeddingCache(settings, BENCH_DIR / "embcache" / "vectors.sqlite")
+
+    t0 = time.perf_counter()
+    docs = parse_corpus(args.corpus, args.limit_docs)
+    print(f"parsed {len(docs)} files in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
+    all_queries = sorted({q for pairs in groups.values() for _, q in pairs})
+    qvecs = dict(zip(all_queries, cache.embed(all_queries, what="queries")))
+
+    indexes: dict[Chunking, MemoryIndex] = {}
+    results = []
+    for variant in chosen:
+        if variant.chunking not in indexes:
+            chunks = chunk_corpus(docs, variant.chunking)
+            print(f"{variant.chunking.label()}: {len(chunks)} chunks", file=sys.stderr)
+            indexes[variant.chunking] = MemoryIndex(chunks, cache.embed([c.embed_text for c in chunks], what="chunks"))
+        index = indexes[variant.chunking]
+        start = time.perf_counter()
+        figures = measure(index, variant, groups, qvecs)
+        ms = (time.perf_counter() - start) * 1000 / sum(len(p) for p in groups.values())
+        results.append((variant, len(index.chunks), figures, ms))
+        print(row(variant, len(index.chunks), figures, ms), flush=True)
+
+    text = render(results, args)
+    print("\n" + text)
+    if args.write:
+        args.write.write_text(text + "\n")
+    return 0
+
+
+def row(variant, n_chunks, f, ms) -> str:
+    cells = [variant.name, variant.chunking.label(), variant.retrieval + (" + MMR" if variant.mmr else "")
+             + (" (BM25 on heading+text)" if variant.bm25_headings else "") + (f", fetch {variant.fetch_k}" if variant.fetch_k != 20 else ""),
+             str(n_chunks)]
+    for group in ("single", "followup-concat", "followup-alone"):
+        g = f[group]
+        cells += [f"{g['hit@1']:.2f}", f"{g['hit@5']:.2f}", f"{g['mrr']:.2f}"]
+    cells.append(f"{ms:.0f}")
+    return "| " + " | ".join(cells) + " |"
+
+
+def render(results, args) -> str:
+    lines = [
+        "# Retrieval variants on the PostgreSQL 15 question set",
+        "",
+        f"Produced by `python bench/retrieval_variants.py --write bench/RESULTS-retrieval.md` "
+        f"({args.qa.name}: 38 single-turn, 6 follow-up, 6 unanswerable items; corpus "
+        f"{'first ' + str(args.limit_docs) + ' files of ' if args.limit_docs else ''}the postgresql-doc-15 html folder). "
+        f"k = {K}; model all-MiniLM-L6-v2 (packaged). Follow-up queries: *concat* = previous user turn + follow-up "
+        "(what `docchat eval --no-llm` sends), *alone* = the follow-up as typed (no rewriting).",
+        "",
+        "| variant | chunks (size/overlap, split, embedded text) | retrieval | chunks | single hit@1 | single hit@5 | single MRR "
+        "| follow-up concat hit@1 | hit@5 | MRR | follow-up alone hit@1 | hit@5 | MRR | ms/query |",
+        "|" + "---|" * 15,
+    ]
+    lines += [row(*r) for r in results]
+    lines += ["", "## Abstention: a threshold on the best dense cosine", ""]
+    for variant, _, figures, _ in results:
+        lines.append(f"**{variant.name}**: " + "; ".join(
+            f"t={t:.2f}: {caught}/{n} unanswerable caught, {false} false" for t, caught, n, false in abstention_rows(figures)
+        ))
+        lines.append("")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

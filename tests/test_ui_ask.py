@@ -1,0 +1,99 @@
+"""Asking questions in the page (AppTest) with the real engine, the packaged chat model and a
+real index: the answer and its sources, restricting to documents, the session sliders, and
+an unreachable backend."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from tests.test_ui_page import PAGE, plain, texts
+
+pytestmark = pytest.mark.slow
+
+CORPUS = {
+    "widgets.md": "# Widgets\n\n## Maintenance\n\nThe sprocket widget must be oiled every Tuesday. "
+    "Use only synthetic oil for the sprocket widget.\n",
+    "garden.md": "# Garden\n\n## Watering\n\nTomato plants in the greenhouse are watered every "
+    "morning at six with rain water.\n",
+}
+QUESTION = "When must the sprocket widget be oiled?"
+
+
+@pytest.fixture(scope="module")
+def corpus_data(tmp_path_factory, model_cache_dir):
+    """One indexed corpus for the module (ingest runs once)."""
+    from app.config import Settings
+    from ingest.sync import sync
+
+    data = tmp_path_factory.mktemp("ui-data")
+    settings = Settings(_env_file=None, data_dir=data, model_cache_dir=model_cache_dir)
+    settings.docs_path.mkdir(parents=True)
+    for name, text in CORPUS.items():
+        (settings.docs_path / name).write_text(text)
+    summary = sync(settings)
+    assert len(summary.added) == len(CORPUS)
+    return data
+
+
+@pytest.fixture
+def indexed(corpus_data, monkeypatch):
+    monkeypatch.setenv("DOCCHAT_DATA_DIR", str(corpus_data))
+    return corpus_data
+
+
+def ask(question: str, at: AppTest | None = None) -> AppTest:
+    at = at or AppTest.from_file(PAGE, default_timeout=280).run()
+    return at.chat_input[0].set_value(question).run()
+
+
+def source_labels(at: AppTest) -> list[str]:
+    return [plain(e.label) for e in at.expander if e.label.startswith("[")]
+
+
+def test_ask_streams_an_answer_with_its_sources(indexed):
+    at = ask(QUESTION)
+    assert not at.exception
+    assert [m.name for m in at.chat_message] == ["user", "assistant"]
+    labels = source_labels(at)
+    assert labels and "widgets.md > Widgets > Maintenance" in labels[0]  # best source first
+    assert "oiled every Tuesday" in texts(at)  # the snippet, in the source's expander
+    assert any(e.label == "How this was answered" for e in at.expander)
+    assert "Retrieval" in texts(at) and "total" in texts(at)  # timings
+    # The source file is inside an ingested folder: it can be downloaded.
+    assert any(b.label == "Download the file" for b in at.get("download_button"))
+    # The conversation is saved and listed under its first question.
+    assert any(plain(b.label) == QUESTION for b in at.button if (b.key or "").startswith("thread-"))
+    # The answer itself is the model's text (nonempty; its wording belongs to the model).
+    assistant = at.chat_message[1]
+    assert plain(assistant.markdown[0].value).strip()
+
+
+def test_restricting_to_a_document_and_k_change_the_sources(indexed):
+    at = AppTest.from_file(PAGE, default_timeout=280).run()
+    at.multiselect(key="only-sources").set_value(["garden.md"]).run()
+    at.slider(key="k").set_value(1)
+    at.slider(key="threshold").set_value(-1.0).run()
+    at = ask(QUESTION, at)
+    assert not at.exception
+    labels = source_labels(at)
+    assert len(labels) == 1 and labels[0].startswith("[1] garden.md")
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]  # closed when the with-block ends: nothing listens there
+
+
+def test_unreachable_backend_shows_the_fix_and_the_page_keeps_working(indexed, monkeypatch):
+    monkeypatch.setenv("DOCCHAT_LLM_BACKEND", "ollama")
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{_closed_port()}")
+    at = ask(QUESTION)
+    assert not at.exception
+    assert at.error, "the failure is shown"
+    shown = texts(at)
+    assert "OLLAMA_HOST" in shown  # the fix names the setting to change
+    assert not at.chat_input[0].disabled  # the page still takes questions

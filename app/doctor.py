@@ -1,15 +1,151 @@
-"""`docchat doctor`: not built yet (see the issue tracker)."""
+"""`docchat doctor`: one screen that says whether this configuration can work, and the fix if not.
+
+Versions; the device the embedder and the LLM run on; the LLM backend and model and whether
+they answer; the embedding model and its dimension; the index and its size; the data folder.
+Exit status 1 when something the app needs is broken (a missing index is only a warning:
+`docchat ingest` creates it).
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import platform
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+PACKAGES = ("docchat", "torch", "transformers", "sentence-transformers", "langchain", "langchain-core",
+            "faiss-cpu", "streamlit")
+MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "info": "    "}
+
+
+@dataclass
+class Line:
+    """One line of the report. status: ok | warn | fail | info."""
+
+    name: str
+    status: str
+    detail: str
+    fix: str | None = None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("--json", action="store_true", help="print one JSON object instead of text")
 
 
 def run(settings, args) -> int:
-    from app.errors import DocchatError
+    lines = [
+        *environment_lines(settings, getattr(args, "env_file", ".env")),
+        *llm_lines(settings),
+        *embedding_lines(settings),
+        *index_lines(settings),
+        data_folder_line(settings),
+    ]
+    ok = not any(line.status == "fail" for line in lines)
+    if args.json:
+        print(json.dumps({"ok": ok, "versions": versions(), "checks": [asdict(x) for x in lines]}, indent=2))
+    else:
+        print(render(lines, ok))
+    return 0 if ok else 1
 
-    raise DocchatError("`docchat doctor` is not available yet in this version.")
+
+def versions() -> dict[str, str]:
+    """Installed versions, read from package metadata (nothing heavy is imported)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = "not installed"
+    return found
+
+
+def render(lines: list[Line], ok: bool) -> str:
+    shown = ["docchat doctor", "  " + " · ".join(f"{k} {v}" for k, v in versions().items()), ""]
+    width = max(len(line.name) for line in lines)
+    for line in lines:
+        shown.append(f"{MARKS[line.status]} {line.name:<{width}}  {line.detail}")
+        if line.fix:
+            shown.append(f"     {'':<{width}}  fix: {line.fix}")
+    shown += ["", "All checks passed." if ok else "Some checks failed: see the fix lines above."]
+    return "\n".join(shown)
+
+
+def _device(settings, backend: str) -> str:
+    if backend == "huggingface":
+        from app.backends.huggingface import resolve_device
+
+        return resolve_device(settings)
+    if backend == "ollama":
+        return f"the Ollama server at {settings.ollama_host}"
+    from app.backends.openai import base_url
+
+    return f"the server at {base_url(settings)}"
+
+
+def environment_lines(settings, env_file: str | None) -> list[Line]:
+    source = env_file if env_file and Path(env_file).is_file() else "environment only (no .env file)"
+    return [
+        Line("Settings", "info", f"from {source}"),
+        Line("Devices", "info", f"embedder on {_device(settings, settings.embedding_backend)}, "
+                                f"LLM on {_device(settings, settings.llm_backend)}"),
+    ]
+
+
+def llm_lines(settings) -> list[Line]:
+    from app.backends import backend_module
+
+    head = Line("LLM", "info", f"{settings.llm_backend} · {settings.llm_model_name}")
+    checks = backend_module(settings.llm_backend).check(settings)
+    return [head, *(Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in checks)]
+
+
+def embedding_lines(settings) -> list[Line]:
+    """Load the embedding model and embed one sentence: its dimension is what the index stores."""
+    from app.backends import backend_module, make_embeddings
+
+    name = f"{settings.embedding_backend} · {settings.embedding_model_name}"
+    try:
+        dim = len(make_embeddings(settings).embed_query("Is docchat configured correctly?"))
+    except Exception as exc:
+        module = backend_module(settings.embedding_backend)
+        error = module.explain_error(settings, exc)
+        return [Line("Embeddings", "fail", f"{name}: {error.message}", error.fix)]
+    return [Line("Embeddings", "ok", f"{name} · {dim} dimensions")]
+
+
+def index_lines(settings) -> list[Line]:
+    from app.errors import StoreError
+
+    try:
+        from vectorstore import Store
+    except ImportError:  # the store package is optional in a partial install
+        return [Line("Index", "warn", f"{settings.index_path}: the vectorstore package is not installed")]
+    try:
+        store = Store.open(settings)
+    except StoreError as exc:
+        if "No index yet" in exc.message:
+            return [Line("Index", "warn", f"no index yet in {settings.index_path}",
+                         "run `docchat ingest FOLDER` (or `docchat ingest` for the documents folder)")]
+        return [Line("Index", "fail", exc.message, exc.fix)]
+    try:
+        documents = store.documents()
+        detail = (f"{settings.index_path}: {len(store)} chunks from {len(documents)} documents "
+                  f"(generation {store.generation}, {store.model_name}, {store.dim} dims)")
+    finally:
+        store.close()
+    return [Line("Index", "ok", detail)]
+
+
+def data_folder_line(settings) -> Line:
+    """The data folder must be writable (index, conversations, model cache live there)."""
+    path = settings.data_path
+    existing = next((p for p in (path, *path.parents) if p.exists()), None)
+    if existing is None or not os.access(existing, os.W_OK):
+        return Line("Data folder", "fail", f"{path} cannot be written",
+                    "Set DOCCHAT_DATA_DIR to a folder you can write to.")
+    state = "" if path.exists() else " (created on first use)"
+    return Line("Data folder", "ok", f"{path}{state}; documents folder {settings.docs_path}")

@@ -55,6 +55,13 @@ def resolve_device(settings: "Settings") -> str:
     return "cpu"
 
 
+def quiet_loading() -> None:
+    """No per-tensor progress bars when loading models: they flood the CLI and the logs."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+
+
 def package_dir(package: str) -> Path | None:
     """The folder of an installed package, found without importing it."""
     spec = importlib.util.find_spec(package)
@@ -89,6 +96,7 @@ def make_embeddings(settings: "Settings") -> "Embeddings":
 
     name = settings.embedding_model_name
     path = embedding_model_path(name)
+    quiet_loading()
     try:
         return HuggingFaceEmbeddings(
             model_name=path,
@@ -214,6 +222,7 @@ def load_chat_model(settings: "Settings"):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = chat_model_source(settings)
+    quiet_loading()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32)
@@ -250,17 +259,28 @@ def make_llm(settings: "Settings") -> "BaseChatModel":
     return ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=name)
 
 
+def explain_error(settings: "Settings", exc: BaseException) -> BackendError:
+    """One clear error for a failure of the local model (the same signature as the server backends)."""
+    if isinstance(exc, BackendError):
+        return exc
+    return BackendError(
+        f"The local model {settings.llm_model_name!r} failed: {type(exc).__name__}: {exc}",
+        fix="Check DOCCHAT_LLM_MODEL and DOCCHAT_DEVICE; lower DOCCHAT_MAX_CONTEXT_TOKENS if the "
+        "prompt is too long for the model.",
+    )
+
+
 def check(settings: "Settings") -> list["Check"]:
     """Doctor lines: the chat model loads and produces a few tokens."""
     from app.backends import Check
 
+    from app.config import with_overrides
+
     name = settings.llm_model_name
     try:
-        llm = make_llm(settings)
-        reply = llm.invoke("Say OK.", pipeline_kwargs=generation_kwargs(0.0, 4)).content
-    except BackendError as exc:
-        return [Check("LLM answers", False, exc.message, exc.fix)]
-    except Exception as exc:  # a broken model folder: say what happened
-        return [Check("LLM answers", False, f"{name}: {type(exc).__name__}: {exc}",
-                      "Set DOCCHAT_LLM_MODEL to a working model, or leave it empty for the default.")]
+        llm = make_llm(with_overrides(settings, temperature=0.0, max_new_tokens=4))
+        reply = llm.invoke("Say OK.").content
+    except Exception as exc:  # a missing package, a broken model folder: say what happened
+        error = explain_error(settings, exc)
+        return [Check("LLM answers", False, error.message, error.fix)]
     return [Check("LLM answers", True, f"{name} (transformers) replied {reply.strip()[:40]!r}")]

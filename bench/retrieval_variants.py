@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from app.config import load_settings  # noqa: E402
-from app.engine.fusion import reciprocal_rank_fusion  # noqa: E402
+from app.engine.fusion import fuse_hits  # noqa: E402
 from app.evaluation.dataset import QAItem, load_items  # noqa: E402
 from app.evaluation.scoring import gold_rank, retrieval_figures  # noqa: E402
 
@@ -72,6 +72,8 @@ class Variant:
     mmr: bool = False
     bm25_headings: bool = False  # BM25 over "title > heading" + text instead of the text alone
     fetch_k: int = 20
+    threshold: float = 0.0  # the score threshold applied before the top-k cut
+    per_hit: bool = True  # True: drop each chunk below it (the engine); False: only abstain
     note: str = ""
 
 
@@ -99,6 +101,17 @@ def variants() -> list[Variant]:
 
 
 # -- the corpus, parsed and chunked by docchat's own ingest code --------------------------------
+def subset(docs, items: list[QAItem], sample: int, seed: int = 0) -> list:
+    """Every gold page plus ``sample`` other pages drawn at random (fixed seed): a smaller
+    corpus on which chunking variants are compared at a fraction of the embedding cost."""
+    import random
+
+    gold = {g for item in items for g in item.gold}
+    golden = [d for d in docs if d[0] in gold]
+    others = [d for d in docs if d[0] not in gold]
+    return sorted(golden + random.Random(seed).sample(others, min(sample, len(others))), key=lambda d: d[0])
+
+
 def parse_corpus(corpus: Path, limit_docs: int | None) -> list[tuple[str, object]]:
     """(source, ParsedDocument) for every supported file, cached: parsing takes a minute."""
     from ingest.loaders import TEXT_SUFFIXES, format_of, parse_bytes
@@ -140,28 +153,46 @@ class EmbeddingCache:
         path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(path)
         self.db.execute("CREATE TABLE IF NOT EXISTS vec (model TEXT, sha TEXT, v BLOB, PRIMARY KEY (model, sha))")
+        # vectors from ingest.embedder.Embedder (sentence-transformers encode, normalised)
         self.settings = settings
         self.model = settings.embedding_model_name
-        self._embeddings = None
+        self._embedder = None
+        self.seeded: dict[str, np.ndarray] = {}  # content_hash (sha256[:32]) -> vector
+
+    def seed_from_index(self, data_dir: Path) -> None:
+        """Reuse the vectors of a docchat index built from the same corpus (its chunks'
+        content_hash is the sha256 of their embedded text): a variant whose chunks it already
+        holds costs no embedding."""
+        from app.config import with_overrides
+        from vectorstore import Store
+
+        store = Store.open(with_overrides(self.settings, data_dir=data_dir))
+        for doc in store.documents():
+            hits = store.chunks_of(doc.source, doc.root)
+            vectors = store.vectors([h.chunk_id for h in hits])
+            self.seeded.update({h.metadata["content_hash"]: v for h, v in zip(hits, vectors)})
+        print(f"seeded {len(self.seeded)} vectors from {data_dir}", file=sys.stderr)
 
     @property
-    def embeddings(self):
-        if self._embeddings is None:
-            from app.backends import make_embeddings
+    def embedder(self):
+        """docchat's own ingest embedder, so cached vectors equal those of an index."""
+        if self._embedder is None:
+            from ingest.embedder import Embedder
 
-            self._embeddings = make_embeddings(self.settings)
-        return self._embeddings
+            self._embedder = Embedder(self.settings)
+        return self._embedder
 
     def embed(self, texts: list[str], *, what: str = "texts") -> np.ndarray:
         shas = [hashlib.sha256(t.encode()).hexdigest() for t in texts]
         known = self._lookup(set(shas))
+        known.update({s: self.seeded[s[:32]] for s in shas if s not in known and s[:32] in self.seeded})
         missing = list(dict.fromkeys(s for s in shas if s not in known))
         if missing:
             by_sha = dict(zip(shas, texts))
             start, done = time.perf_counter(), 0
             for i in range(0, len(missing), 256):
                 batch = missing[i : i + 256]
-                vectors = self.embeddings.embed_documents([by_sha[s] for s in batch])
+                vectors = self.embedder([by_sha[s] for s in batch])
                 rows = [(self.model, s, np.asarray(v, dtype=np.float32).tobytes()) for s, v in zip(batch, vectors)]
                 self.db.executemany("INSERT OR REPLACE INTO vec VALUES (?, ?, ?)", rows)
                 self.db.commit()  # keep progress if interrupted
@@ -243,7 +274,13 @@ def _prefixed(chunk) -> str:
 
 
 def retrieve(index: MemoryIndex, variant: Variant, query: str, qv: np.ndarray, k: int = K) -> list[Hit]:
-    """The engine's pipeline (threshold aside): candidates, near-duplicates out, top-k or MMR."""
+    """The engine's pipeline: candidates, threshold, near-duplicates out, top-k or MMR.
+
+    Every candidate's score is its cosine to the query, so the best one is the best dense
+    cosine whatever the variant: abstention ("nothing above the threshold") is the same
+    decision for the per-chunk and the query-level threshold; what differs is whether
+    keyword hits with a low cosine survive.
+    """
     from app.engine.retrieval import drop_near_duplicates, select_mmr
 
     fetch = variant.fetch_k
@@ -253,9 +290,11 @@ def retrieve(index: MemoryIndex, variant: Variant, query: str, qv: np.ndarray, k
         candidates = index.search(qv, fetch)
     if variant.retrieval == "hybrid":
         keyword = index.keyword_search(query, qv, fetch, headings=variant.bm25_headings)
-        by_id = {h.chunk_id: h for h in keyword + candidates}
-        fused = reciprocal_rank_fusion([[h.chunk_id for h in candidates], [h.chunk_id for h in keyword]])
-        candidates = [by_id[cid] for cid, _ in fused]
+        candidates = fuse_hits(candidates, keyword, limit=len(candidates) + len(keyword))
+    if variant.per_hit:
+        candidates = [h for h in candidates if h.score >= variant.threshold]
+    elif float(np.max(index.matrix @ qv)) < variant.threshold:
+        candidates = []
     distinct = drop_near_duplicates(candidates)
     if variant.mmr:
         return select_mmr(distinct, qv, index, k, 0.5)
@@ -279,12 +318,13 @@ def queries_of(items: list[QAItem]) -> dict[str, list[tuple[QAItem, str]]]:
 def measure(index, variant, groups, qvecs) -> dict:
     out = {}
     for group, pairs in groups.items():
-        ranks, tops = [], []
+        ranks, tops, abstained = [], [], 0
         for item, query in pairs:
             hits = retrieve(index, variant, query, qvecs[query])
             ranks.append(gold_rank([h.metadata["source"] for h in hits], item.gold))
             tops.append(float(np.max(index.matrix @ qvecs[query])))  # best dense cosine
-        out[group] = {**retrieval_figures(ranks), "top_cosines": tops}
+            abstained += not hits
+        out[group] = {**retrieval_figures(ranks), "top_cosines": tops, "abstained": abstained}
     return out
 
 
@@ -305,6 +345,8 @@ def main(argv=None) -> int:
     parser.add_argument("--qa", type=Path, default=DEFAULT_QA)
     parser.add_argument("--variants", help="comma-separated names (default: all)")
     parser.add_argument("--limit-docs", type=int, help="only the first N files (quick checks)")
+    parser.add_argument("--subset", type=int, metavar="N", help="gold pages + N random other pages only")
+    parser.add_argument("--seed-index", type=Path, metavar="DATA_DIR", help="reuse vectors of this docchat data folder")
     parser.add_argument("--write", type=Path, help="also write the markdown table to this file")
     args = parser.parse_args(argv)
 
@@ -320,6 +362,10 @@ def main(argv=None) -> int:
 
     t0 = time.perf_counter()
     docs = parse_corpus(args.corpus, args.limit_docs)
+    if args.subset is not None:
+        docs = subset(docs, items, args.subset)
+    if args.seed_index:
+        cache.seed_from_index(args.seed_index)
     print(f"parsed {len(docs)} files in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
     all_queries = sorted({q for pairs in groups.values() for _, q in pairs})
     qvecs = dict(zip(all_queries, cache.embed(all_queries, what="queries")))
@@ -338,37 +384,48 @@ def main(argv=None) -> int:
         results.append((variant, len(index.chunks), figures, ms))
         print(row(variant, len(index.chunks), figures, ms), flush=True)
 
-    text = render(results, args)
+    text = render(results, args, len(docs))
     print("\n" + text)
     if args.write:
         args.write.write_text(text + "\n")
     return 0
 
 
+def threshold_label(variant) -> str:
+    if not variant.threshold:
+        return "none"
+    return f"{variant.threshold:.2f} {'per chunk' if variant.per_hit else 'abstain only'}"
+
+
 def row(variant, n_chunks, f, ms) -> str:
     cells = [variant.name, variant.chunking.label(), variant.retrieval + (" + MMR" if variant.mmr else "")
              + (" (BM25 on heading+text)" if variant.bm25_headings else "") + (f", fetch {variant.fetch_k}" if variant.fetch_k != 20 else ""),
-             str(n_chunks)]
+             threshold_label(variant), str(n_chunks)]
     for group in ("single", "followup-concat", "followup-alone"):
         g = f[group]
         cells += [f"{g['hit@1']:.2f}", f"{g['hit@5']:.2f}", f"{g['mrr']:.2f}"]
-    cells.append(f"{ms:.0f}")
+    caught, n = f["unanswerable"]["abstained"], len(f["unanswerable"]["top_cosines"])
+    false = f["single"]["abstained"] + f["followup-concat"]["abstained"]
+    cells += [f"{caught}/{n}, {false}" if variant.threshold else "-", f"{ms:.0f}"]
     return "| " + " | ".join(cells) + " |"
 
 
-def render(results, args) -> str:
+def render(results, args, n_docs: int) -> str:
+    corpus_note = f"{n_docs} files of {args.corpus.name}/"
+    if args.subset is not None:
+        corpus_note += f" (every gold page + {args.subset} other pages drawn at random, seed 0)"
     lines = [
         "# Retrieval variants on the PostgreSQL 15 question set",
         "",
-        f"Produced by `python bench/retrieval_variants.py --write bench/RESULTS-retrieval.md` "
-        f"({args.qa.name}: 38 single-turn, 6 follow-up, 6 unanswerable items; corpus "
-        f"{'first ' + str(args.limit_docs) + ' files of ' if args.limit_docs else ''}the postgresql-doc-15 html folder). "
+        f"Produced by `python bench/retrieval_variants.py` "
+        f"({args.qa.name}: 38 single-turn, 6 follow-up, 6 unanswerable items; corpus: {corpus_note}). "
         f"k = {K}; model all-MiniLM-L6-v2 (packaged). Follow-up queries: *concat* = previous user turn + follow-up "
         "(what `docchat eval --no-llm` sends), *alone* = the follow-up as typed (no rewriting).",
         "",
-        "| variant | chunks (size/overlap, split, embedded text) | retrieval | chunks | single hit@1 | single hit@5 | single MRR "
-        "| follow-up concat hit@1 | hit@5 | MRR | follow-up alone hit@1 | hit@5 | MRR | ms/query |",
-        "|" + "---|" * 15,
+        "| variant | chunks (size/overlap, split, embedded text) | retrieval | threshold | chunks | single hit@1 | single hit@5 "
+        "| single MRR | follow-up concat hit@1 | hit@5 | MRR | follow-up alone hit@1 | hit@5 | MRR "
+        "| abstained: unanswerable, false | ms/query |",
+        "|" + "---|" * 17,
     ]
     lines += [row(*r) for r in results]
     lines += ["", "## Abstention: a threshold on the best dense cosine", ""]

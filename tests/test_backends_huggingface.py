@@ -101,6 +101,14 @@ def test_second_load_reuses_the_converted_folder(chat_llm, greedy_settings, monk
     assert "heron" in again.invoke(ONE_FACT).content.lower()
 
 
+@pytest.mark.slow
+def test_a_gguf_file_or_a_model_folder_can_be_named(chat_llm, greedy_settings):
+    converted = huggingface.chat_model_source(greedy_settings)
+    gguf = huggingface.packaged_gguf("SmolLM2-135M-Instruct")
+    assert huggingface.chat_model_source(with_overrides(greedy_settings, llm_model=str(gguf))) == converted
+    assert huggingface.chat_model_source(with_overrides(greedy_settings, llm_model=converted)) == converted
+
+
 def test_crashed_conversion_leaves_no_half_written_folder(tmp_path, monkeypatch):
     gguf = tmp_path / "tiny.gguf"
     gguf.write_bytes(b"GGUF")

@@ -112,7 +112,7 @@ def embedding_lines(settings) -> list[Line]:
         dim = len(make_embeddings(settings).embed_query("Is docchat configured correctly?"))
     except Exception as exc:
         module = backend_module(settings.embedding_backend)
-        error = module.explain_error(settings, exc)
+        error = module.explain_error(settings, exc, model=settings.embedding_model_name)
         return [Line("Embeddings", "fail", f"{name}: {error.message}", error.fix)]
     return [Line("Embeddings", "ok", f"{name} · {dim} dimensions")]
 

@@ -259,12 +259,15 @@ def make_llm(settings: "Settings") -> "BaseChatModel":
     return ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=name)
 
 
-def explain_error(settings: "Settings", exc: BaseException) -> BackendError:
-    """One clear error for a failure of the local model (the same signature as the server backends)."""
+def explain_error(settings: "Settings", exc: BaseException, model: str | None = None) -> BackendError:
+    """One clear error for a failure of a local model (the same signature as the server backends).
+
+    ``model`` is the model that failed; default: the chat model.
+    """
     if isinstance(exc, BackendError):
         return exc
     return BackendError(
-        f"The local model {settings.llm_model_name!r} failed: {type(exc).__name__}: {exc}",
+        f"The local model {model or settings.llm_model_name!r} failed: {type(exc).__name__}: {exc}",
         fix="Check DOCCHAT_LLM_MODEL and DOCCHAT_DEVICE; lower DOCCHAT_MAX_CONTEXT_TOKENS if the "
         "prompt is too long for the model.",
     )

@@ -100,12 +100,16 @@ def _pull_fix(model: str) -> str:
             "model the server has, or OLLAMA_HOST to the server that has it.")
 
 
-def explain_error(settings: "Settings", exc: BaseException) -> BackendError:
-    """One clear error for a failure talking to Ollama, naming the setting to change."""
+def explain_error(settings: "Settings", exc: BaseException, model: str | None = None) -> BackendError:
+    """One clear error for a failure talking to Ollama, naming the setting to change.
+
+    ``model`` is the model the failed request used; default: the chat model.
+    """
     import httpx
     from ollama import ResponseError
 
     host = settings.ollama_host
+    model = model or settings.llm_model_name
     if isinstance(exc, BackendError):
         return exc
     if isinstance(exc, (ConnectionError, httpx.ConnectError)) or (
@@ -124,12 +128,11 @@ def explain_error(settings: "Settings", exc: BaseException) -> BackendError:
     if isinstance(exc, ResponseError):
         text = str(exc.error)
         if exc.status_code == 404 or "not found" in text:
-            model = settings.llm_model_name
             return BackendError(f"The Ollama server at {host} has no model {model!r}: {text}.",
                                 fix=_pull_fix(model))
         if "does not support tools" in text:
             return BackendError(
-                f"The Ollama model {settings.llm_model_name!r} cannot call tools: {text}.",
+                f"The Ollama model {model!r} cannot call tools: {text}.",
                 fix="Set DOCCHAT_TOOLS=off (or auto), or pick a model with tool support.",
             )
         return BackendError(f"The Ollama server at {host} answered with an error: {text} "

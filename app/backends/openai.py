@@ -111,12 +111,15 @@ def _list_models(settings: "Settings", key: "SecretStr") -> list[str]:
     return [m.id for m in client.models.list()]
 
 
-def explain_error(settings: "Settings", exc: BaseException) -> BackendError:
-    """One clear error for a failure talking to an OpenAI-compatible server, naming the setting."""
+def explain_error(settings: "Settings", exc: BaseException, model: str | None = None) -> BackendError:
+    """One clear error for a failure talking to an OpenAI-compatible server, naming the setting.
+
+    ``model`` is the model the failed request used; default: the chat model.
+    """
     import openai
 
     url = base_url(settings)
-    model = settings.llm_model_name
+    model = model or settings.llm_model_name
     if isinstance(exc, BackendError):
         return exc
     if isinstance(exc, openai.APITimeoutError):
@@ -131,7 +134,7 @@ def explain_error(settings: "Settings", exc: BaseException) -> BackendError:
         return BackendError(f"{url} refused the API key (status {exc.status_code}).",
                             fix="Set OPENAI_API_KEY to a valid key for this server.")
     if isinstance(exc, openai.NotFoundError) or (
-        isinstance(exc, openai.BadRequestError) and "model" in str(exc).lower()
+        isinstance(exc, openai.BadRequestError) and (model in str(exc) or "model" in str(exc).lower())
     ):
         return BackendError(f"{url} does not serve the model {model!r}: {_detail(exc)}",
                             fix="Set DOCCHAT_LLM_MODEL (or DOCCHAT_EMBEDDING_MODEL) to a model "

@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 
 # Texts per call: sentence-transformers sorts each call's texts by length before batching, so
 # large calls waste as little padding as one call over everything.
-GROUP_SIZE = 2048
+GROUP_SIZE = 1024
 
 
 class Embedder:

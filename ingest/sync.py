@@ -115,6 +115,8 @@ def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = 
             report({"stage": "write"})
             for change in changes:
                 if change.document is not None:
+                    if not change.is_new:
+                        summary.chunks_deleted += writer.delete_file(change.scope.key, change.disk.source)
                     summary.chunks_added += writer.add_file(
                         change.record, [NewChunk(c.text, c.metadata) for c in change.chunks],
                         np.array([vectors[c.content_hash] for c in change.chunks], dtype=np.float32).reshape(len(change.chunks), -1),

@@ -58,6 +58,7 @@ class IndexWriter:
         self._db: sqlite3.Connection | None = None
         self._index = None
         self.changed = False
+        self._first_id = 1
 
     # -- lifecycle --------------------------------------------------------------------------
     def __enter__(self) -> "IndexWriter":
@@ -80,6 +81,7 @@ class IndexWriter:
             ) from None
         try:
             self._open_base()
+            self._remove_generations(keep=self._base)  # left by a crashed or killed write
         except BaseException:
             self._lock.release()
             raise
@@ -96,6 +98,7 @@ class IndexWriter:
 
     def _open_base(self) -> None:
         if self.full:
+            self._first_id = self._next_id_of_current()
             return
         base = layout.current_generation(self.index_dir)
         if base is None:
@@ -105,6 +108,19 @@ class IndexWriter:
         self._base_db = connect_readonly(base / layout.DATABASE)
         self._index = read_vectors(base / layout.VECTORS)
         check_consistent(self._index, self._base_db, base)
+
+    def _next_id_of_current(self) -> int:
+        """A rebuild keeps allocating ids after the old index's, so an old id never names a new chunk."""
+        try:
+            base = layout.current_generation(self.index_dir)
+            layout.read_verified_manifest(base, layout.index_key(self.settings.data_path))
+            db = connect_readonly(base / layout.DATABASE)
+            try:
+                return int(db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
+            finally:
+                db.close()
+        except Exception:  # no index, or a damaged one that --full is replacing
+            return 1
 
     @property
     def model_name(self) -> str | None:
@@ -200,7 +216,7 @@ class IndexWriter:
 
     def _allocate_ids(self, n: int) -> int:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()
-        first = int(row[0]) if row else 1
+        first = int(row[0]) if row else self._first_id
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", [str(first + n)])
         return first
 
@@ -221,7 +237,6 @@ class IndexWriter:
             return self._db
         if self.read_only:
             raise RuntimeError("a read-only IndexWriter cannot change the index")
-        self._remove_generations(keep=self._base)  # half-written leftovers of a crashed write
         self._work = self.index_dir / layout.gen_name(self._next_generation())
         self._work.mkdir()
         if self._base is not None:

@@ -86,3 +86,13 @@ def embeddings():
     from app.config import Settings
 
     return make_embeddings(Settings(_env_file=None))
+
+
+@pytest.fixture(scope="session")
+def chat_model(model_cache_dir):
+    """The packaged SmolLM2 chat model (huggingface backend, greedy), loaded once per session."""
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    from app.backends import make_llm
+    from app.config import Settings
+
+    return make_llm(Settings(_env_file=None, model_cache_dir=model_cache_dir, temperature=0.0))

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -33,6 +34,12 @@ log = logging.getLogger(__name__)
 
 # A rewrite longer than this is the model rambling, not a question.
 MAX_REWRITE_CHARS = 300
+REWRITE_MAX_TOKENS = 48
+# Words by which a question refers back to the conversation.
+FOLLOW_UP_WORDS = frozenset(
+    "it its it's that this these those they them their he she him her his above previous former latter".split()
+)
+FOLLOW_UP_OPENERS = ("and ", "but ", "also ", "so ", "then ", "or ", "what about ", "how about ")
 # Tokens the chat template adds around messages (role markers).
 TEMPLATE_TOKENS = 24
 
@@ -94,6 +101,9 @@ class Engine:
                 self._store = Store.open(self.settings)
             return self._store
 
+    def _load(self) -> None:
+        self.llm, self.embeddings, self.store, self.count_tokens  # noqa: B018
+
     def reload_store(self) -> None:
         """Open the index again (after an ingest changed it)."""
         with self._lock:
@@ -138,6 +148,7 @@ class Engine:
         Yields ``Token`` pieces of the answer, ``ToolCallEvent`` for each tool the agent
         runs, and lastly ``Done(answer)``. The question and answer are saved in the thread.
         """
+        self._load()  # model loading is not part of answering: keep it out of the timings
         started = time.perf_counter()
         question = question.strip()
         if not question:
@@ -156,7 +167,7 @@ class Engine:
             store=self.store,
             embeddings=self.embeddings,
         )
-        llm = self._llm_at(temperature)
+        llm = self._llm_at(temperature, self.settings.max_new_tokens)
         turn = _Turn()
         if self.uses_tools():
             steps = self._agent_turn(llm, question, history, retrieval, turn)
@@ -190,21 +201,26 @@ class Engine:
 
     # -- steps ------------------------------------------------------------------------
     def rewrite(self, question: str, history: list[BaseMessage]) -> str:
-        """A standalone search query for a follow-up question; the question itself when
-        there is no history or the model's rewrite is unusable."""
-        if not history:
+        """A standalone search query for a follow-up question.
+
+        The question itself when there is no history or it does not lean on it; the
+        model's rewrite when usable; else the previous question joined to this one, which
+        names the topic well enough for retrieval (small models often answer instead of
+        rewriting).
+        """
+        if not history or not is_follow_up(question):
             return question
         prompt = self.prompts.rewrite.format(history=history_text(history), question=question)
         try:
-            reply = self.llm.invoke([HumanMessage(prompt)])
+            reply = self._llm_at(0.0, REWRITE_MAX_TOKENS).invoke([HumanMessage(prompt)])
         except Exception as exc:
             raise self._backend_error(exc) from exc
         rewritten = _first_line(_text(reply))
-        if not rewritten or len(rewritten) > MAX_REWRITE_CHARS:
-            log.info("unusable rewrite %r; searching with the question and the last one", rewritten)
-            last_question = next(m.content for m in reversed(history) if m.type == "human")
-            return f"{last_question} {question}"
-        return rewritten
+        if _usable_rewrite(rewritten, question):
+            return rewritten
+        log.info("unusable rewrite %r; searching with the question and the last one", rewritten)
+        last_question = next(m.content for m in reversed(history) if m.type == "human")
+        return f"{last_question} {question}"
 
     def uses_tools(self) -> bool:
         """Whether this turn runs the tool agent (DOCCHAT_TOOLS, and the backend's ability)."""
@@ -295,18 +311,24 @@ class Engine:
     def _prompt_tokens(self, messages) -> int:
         return sum(self.count_tokens(_text(m)) for m in messages) + TEMPLATE_TOKENS
 
-    def _llm_at(self, temperature: float | None):
-        """The chat model, at another temperature for this turn when asked."""
+    def _llm_at(self, temperature: float | None, max_new_tokens: int):
+        """The chat model with this call's temperature and answer length, where they differ."""
         llm = self.llm
-        if temperature is None or not hasattr(llm, "temperature"):
-            return llm
-        return llm.model_copy(update={"temperature": temperature})
+        temperature = self.settings.temperature if temperature is None else temperature
+        if getattr(getattr(llm, "llm", None), "pipeline", None) is not None:  # local transformers
+            from app.backends.huggingface import generation_kwargs
+
+            return llm.bind(pipeline_kwargs=generation_kwargs(temperature, max_new_tokens))
+        fields = getattr(type(llm), "model_fields", {})
+        wanted = {"temperature": temperature, "max_tokens": max_new_tokens, "num_predict": max_new_tokens}
+        updates = {name: value for name, value in wanted.items() if name in fields}
+        return llm.model_copy(update=updates) if updates else llm
 
     def _backend_error(self, exc: Exception) -> DocchatError:
         """One clear error naming the setting to change (the backend's own wording if it has one)."""
         from app.backends import backend_module
 
-        translate = getattr(backend_module(self.settings.llm_backend), "translate_error", None)
+        translate = getattr(backend_module(self.settings.llm_backend), "explain_error", None)
         if translate is not None:
             translated = translate(self.settings, exc)
             if translated is not None:
@@ -326,6 +348,24 @@ def _text(message) -> str:
         return content
     return "".join(
         part.get("text", "") if isinstance(part, dict) else str(part) for part in content or []
+    )
+
+
+def is_follow_up(question: str) -> bool:
+    """Whether a question leans on the conversation ("and how do I undo that?")."""
+    words = re.findall(r"[a-z']+", question.lower())
+    if len(words) <= 4 or question.lower().lstrip().startswith(FOLLOW_UP_OPENERS):
+        return True
+    return any(word in FOLLOW_UP_WORDS for word in words)
+
+
+def _usable_rewrite(rewritten: str, question: str) -> bool:
+    """A rewrite is a single question, not an answer and not a ramble."""
+    return (
+        bool(rewritten)
+        and rewritten.endswith("?")
+        and len(rewritten) <= MAX_REWRITE_CHARS
+        and rewritten.lower() != question.lower()
     )
 
 

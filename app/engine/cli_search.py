@@ -1,15 +1,36 @@
-"""`docchat search`: not built yet (see the issue tracker)."""
+"""`docchat search "QUERY"`: the chunks a query retrieves, ranked, without the LLM."""
 
 from __future__ import annotations
 
 import argparse
+import json
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    pass
+    parser.add_argument("query", help="what to search for")
+    parser.add_argument("--k", type=int, metavar="N", help="how many chunks to show (default: DOCCHAT_K)")
+    parser.add_argument("--source", action="append", metavar="PATH", help="only this document or folder prefix (repeatable)")
+    parser.add_argument(
+        "--all", action="store_true",
+        help="include chunks below DOCCHAT_SCORE_THRESHOLD (what the model would not see)",
+    )
+    parser.add_argument("--json", action="store_true", help="print JSON instead of text")
 
 
 def run(settings, args) -> int:
-    from app.errors import DocchatError
+    from app.engine import Engine
 
-    raise DocchatError("`docchat search` is not available yet in this version.")
+    engine = Engine(settings)
+    sources = engine.search(
+        args.query, k=args.k, sources=args.source, score_threshold=-1.0 if args.all else None
+    )
+    if args.json:
+        print(json.dumps({"query": args.query, "sources": [s.to_dict() for s in sources]}, ensure_ascii=False, indent=2))
+        return 0
+    if not sources:
+        print("No chunk passed the score threshold (DOCCHAT_SCORE_THRESHOLD); try --all or other words.")
+        return 0
+    for source in sources:
+        print(f"[{source.n}] {source.label()}  (score {source.score:.2f})")
+        print(f"      {source.snippet}")
+    return 0

@@ -9,7 +9,7 @@ import socket
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from tests.test_ui_page import PAGE, plain, texts
+from test_ui_page import PAGE, plain, texts
 
 pytestmark = pytest.mark.slow
 

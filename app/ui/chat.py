@@ -31,11 +31,11 @@ class ChatOptions:
 def show_error(error: Exception) -> None:
     """A failure as a message with its fix; the page goes on working."""
     if isinstance(error, DocchatError):
-        st.error(safe_markdown(error.message), icon="⚠️")
+        st.error(safe_markdown(error.message), icon=":material/error:")
         if error.fix:
-            st.info(safe_markdown(f"**Fix:** {error.fix}"), icon="🛠️")
+            st.info(safe_markdown(f"**Fix:** {error.fix}"), icon=":material/build:")
     else:  # not ours: name it, never a traceback
-        st.error(safe_markdown(f"Unexpected error: {type(error).__name__}: {error}"), icon="⚠️")
+        st.error(safe_markdown(f"Unexpected error: {type(error).__name__}: {error}"), icon=":material/error:")
 
 
 def render_history(messages, options: ChatOptions) -> None:
@@ -102,7 +102,7 @@ def render_answer(answer, options: ChatOptions, *, key: str, with_text: bool = T
         for source in answer.sources:
             render_source(source, answer.cited, options, key=f"{key}-{source.n}")
     if answer.tool_calls:
-        with st.expander(f"Tools used ({len(answer.tool_calls)})", icon="🧰"):
+        with st.expander(f"Tools used ({len(answer.tool_calls)})", icon=":material/handyman:"):
             for call in answer.tool_calls:
                 st.code(f"{call.name}({json.dumps(call.args, ensure_ascii=False)})", language=None)
                 st.text(call.result)
@@ -131,13 +131,13 @@ def render_source(source, cited: list[int], options: ChatOptions, *, key: str) -
                 mime=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
                 key=f"dl-{key}",
                 on_click="ignore",
-                icon="⬇️",
+                icon=":material/download:",
             )
 
 
 def render_how(answer) -> None:
     """The "how this was answered" panel: the query searched, the chunks found, the timings."""
-    with st.expander("How this was answered", icon="🔎"):
+    with st.expander("How this was answered", icon=":material/manage_search:"):
         st.markdown("**Searched for:**")
         st.text(answer.rewritten_query or "(the question as asked)")
         if answer.sources:

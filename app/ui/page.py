@@ -51,7 +51,7 @@ def main() -> None:
 
     notices = st.container()  # index problems show at the top of the page
     with st.sidebar:
-        st.title("💬 docchat")
+        st.title(":material/forum: docchat")
         thread_id = panels.threads_panel(settings)
         with notices:
             store, documents = open_index(settings)

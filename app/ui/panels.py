@@ -30,7 +30,7 @@ def threads_panel(settings) -> str | None:
         current = st.session_state[THREAD] = None  # deleted elsewhere (CLI, another tab)
 
     st.subheader("Conversations")
-    if st.button("New conversation", icon="➕", key="new-thread", width="stretch"):
+    if st.button("New conversation", icon=":material/add:", key="new-thread", width="stretch"):
         st.session_state[THREAD] = current = None
     for thread in threads:
         title = escape_markdown(thread.title or "Untitled")
@@ -70,15 +70,19 @@ def documents_panel(settings, documents: list) -> list[str]:
         key="only-sources",
     )
     _show_report()
-    with st.expander(f"Library ({len(documents)} documents)", expanded=not documents):
+    # Keyed and tracked, so it stays open across the rerun that follows an ingest.
+    with st.expander(
+        "Library", expanded=not documents, icon=":material/library_books:", key="library", on_change="rerun"
+    ):
         _upload_form(settings)
+        st.caption(f"{len(documents)} documents indexed" if documents else "No documents indexed yet.")
         if documents:
             st.dataframe(
                 [{"document": d.source, "chunks": d.chunks, "KB": round(d.size / 1024, 1)} for d in documents],
                 hide_index=True,
             )
             _remove_form(settings, documents)
-        if st.button("Re-sync the documents folder", icon="🔄", key="resync"):
+        if st.button("Re-sync the documents folder", icon=":material/sync:", key="resync"):
             _run_ingest(settings, lambda progress: (None, library.sync_folder(
                 settings, embeddings=resources.embeddings(settings), progress=progress
             )))  # fmt: skip
@@ -94,7 +98,7 @@ def _upload_form(settings) -> None:
             key="uploads",
             help=f"Saved into {settings.docs_path} and indexed. Up to {settings.upload_max_mb:g} MB each.",
         )
-        submitted = st.form_submit_button("Add and index", icon="📥")
+        submitted = st.form_submit_button("Add and index", icon=":material/upload_file:")
     if submitted and files:
         uploads = [Upload(f.name, f.getvalue()) for f in files]
         _run_ingest(settings, lambda progress: library.add_uploads(
@@ -105,7 +109,7 @@ def _upload_form(settings) -> None:
 def _remove_form(settings, documents: list) -> None:
     labels = {f"{d.source} ({d.root})": d for d in documents}
     choice = st.selectbox("Remove a document", list(labels), index=None, key="remove-choice")
-    if st.button("Remove", key="remove-doc", disabled=choice is None, icon="🗑️"):
+    if st.button("Remove", key="remove-doc", disabled=choice is None, icon=":material/delete:"):
         doc = labels[choice]
         try:
             deleted = library.remove(settings, doc.source, doc.root)
@@ -150,7 +154,7 @@ def _report(saved, summary) -> list[tuple[str, str]]:
         counts = [len(summary.added), len(summary.updated), len(summary.deleted)]
         lines.append(
             ("success", "Index updated: {} added, {} updated, {} removed, ".format(*counts)
-             + f"{summary.chunks_added} chunks indexed.")
+             + f"chunks: {summary.chunks_added} indexed.")
             if any(counts)
             else ("success", "The index is already up to date.")
         )  # fmt: skip
@@ -166,7 +170,7 @@ def _show_report() -> None:
 # -- settings --------------------------------------------------------------------------------
 def settings_panel(settings) -> dict:
     """Backend, model and doctor status; k, temperature and threshold for this session."""
-    with st.expander("Settings", icon="⚙️"):
+    with st.expander("Settings", icon=":material/settings:"):
         st.caption(
             escape_markdown(
                 f"Chat model: {settings.llm_backend} · {settings.llm_model_name}\n\n"
@@ -187,14 +191,25 @@ def settings_panel(settings) -> dict:
 
 def _doctor(settings) -> None:
     try:
-        from app import doctor
-
-        checks = doctor.checks(settings)
+        checks = _checks(settings)
     except Exception as exc:
         show_error(exc)
         return
     for check in checks:
-        line = f"{'✅' if check.ok else '❌'} **{escape_markdown(check.name)}**: {escape_markdown(check.detail)}"
+        mark = ":material/check_circle:" if check.ok else ":red[:material/cancel:]"
+        line = f"{mark} **{escape_markdown(check.name)}**: {escape_markdown(check.detail)}"
         if check.fix and not check.ok:
             line += f"  \nFix: {escape_markdown(check.fix)}"
         st.markdown(line)
+
+
+def _checks(settings) -> list:
+    """What `docchat doctor` checks; the backends' own checks where doctor has none yet."""
+    from app import doctor
+
+    if hasattr(doctor, "checks"):
+        return doctor.checks(settings)
+    from app.backends import backend_module
+
+    names = dict.fromkeys([settings.llm_backend, settings.embedding_backend])
+    return [check for name in names for check in backend_module(name).check(settings)]

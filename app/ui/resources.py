@@ -107,8 +107,3 @@ def _engine(key: str, generation: str, _settings: Settings):
 
     return Engine(_settings, llm=llm(_settings), embeddings=embeddings(_settings), store=store(_settings))
 
-
-def forget_index() -> None:
-    """Drop the cached store and engine (after a remove or re-sync changed the index)."""
-    _store.clear()
-    _engine.clear()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 from pathlib import Path
 
 import pytest
@@ -200,3 +201,19 @@ def test_uploads_over_the_size_limit_are_refused(monkeypatch, settings):
     assert not at.exception
     assert "big.md was not added" in texts(at) and "DOCCHAT_UPLOAD_MAX_MB" in texts(at)
     assert not settings.docs_path.exists() or not any(settings.docs_path.iterdir())
+
+
+def test_settings_panel_shows_the_backend_and_the_doctor_status(monkeypatch):
+    with socket.socket() as s:  # a loopback port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    monkeypatch.setenv("DOCCHAT_LLM_BACKEND", "ollama")
+    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{port}")
+    at = page()
+    assert "Chat model: ollama · llama3.2" in texts(at)
+    at.button(key="doctor").click().run()
+    assert not at.exception
+    shown = texts(at)
+    assert "OLLAMA_HOST" in shown  # the failing backend check carries its fix
+    assert "no index yet" in shown
+    assert at.slider(key="k").value == 4 and at.slider(key="threshold").value == 0.3

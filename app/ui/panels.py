@@ -13,6 +13,8 @@ from app.ui.uploads import Upload
 THREAD = "thread_id"  # session-state key of the open conversation (None: a new one)
 # sync's progress stages -> (start, end) of the bar, and what to say meanwhile
 REPORT = "ingest_report"  # what the last ingest did, shown after the rerun it triggers
+DOCTOR_MARKS = {"ok": ":green[:material/check_circle:]", "warn": ":orange[:material/warning:]",
+                "fail": ":red[:material/cancel:]", "info": ":material/info:"}
 STAGES = {
     "parse": (0.0, 0.3, "Reading"),
     "embed": (0.3, 0.95, "Embedding chunks"),
@@ -190,26 +192,21 @@ def settings_panel(settings) -> dict:
 
 
 def _doctor(settings) -> None:
+    """The `docchat doctor` report, as lines with a mark and, for problems, the fix."""
+    from app import doctor
+
     try:
-        checks = _checks(settings)
+        lines = [
+            *doctor.llm_lines(settings),
+            *doctor.embedding_lines(settings),
+            *doctor.index_lines(settings),
+            doctor.data_folder_line(settings),
+        ]
     except Exception as exc:
         show_error(exc)
         return
-    for check in checks:
-        mark = ":material/check_circle:" if check.ok else ":red[:material/cancel:]"
-        line = f"{mark} **{escape_markdown(check.name)}**: {escape_markdown(check.detail)}"
-        if check.fix and not check.ok:
-            line += f"  \nFix: {escape_markdown(check.fix)}"
-        st.markdown(line)
-
-
-def _checks(settings) -> list:
-    """What `docchat doctor` checks; the backends' own checks where doctor has none yet."""
-    from app import doctor
-
-    if hasattr(doctor, "checks"):
-        return doctor.checks(settings)
-    from app.backends import backend_module
-
-    names = dict.fromkeys([settings.llm_backend, settings.embedding_backend])
-    return [check for name in names for check in backend_module(name).check(settings)]
+    for line in lines:
+        text = f"{DOCTOR_MARKS.get(line.status, '')} **{escape_markdown(line.name)}**: {escape_markdown(line.detail)}"
+        if line.fix and line.status in ("warn", "fail"):
+            text += f"  \nFix: {escape_markdown(line.fix)}"
+        st.markdown(text)

@@ -37,13 +37,15 @@ class _Bars:
             unit = "file" if stage == "parse" else "chunk"
             bar = self.bars.get(stage)
             if bar is None:
+                self.close()  # the previous stage is over: its rate and time stay as they ended
                 bar = self.bars[stage] = tqdm(total=event["total"], unit=unit, file=self.stream,
                                               desc="parsing" if stage == "parse" else "embedding", dynamic_ncols=True)
             bar.update(event["done"] - bar.n)
 
     def close(self) -> None:
         for bar in self.bars.values():
-            bar.close()
+            if not bar.disable:
+                bar.close()
 
 
 class _Lines:

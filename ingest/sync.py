@@ -113,14 +113,7 @@ def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = 
             vectors = _embed(changes, writer, Embedder(settings, embeddings), summary, report)
             index_writer.checkpoint("embedded")
             report({"stage": "write"})
-            for change in changes:
-                if change.document is not None:
-                    if not change.is_new:
-                        summary.chunks_deleted += writer.delete_file(change.scope.key, change.disk.source)
-                    summary.chunks_added += writer.add_file(
-                        change.record, [NewChunk(c.text, c.metadata) for c in change.chunks],
-                        np.array([vectors[c.content_hash] for c in change.chunks], dtype=np.float32).reshape(len(change.chunks), -1),
-                    )
+            _write(changes, vectors, writer, summary)
             summary.generation = writer.commit(settings.embedding_model_name)
     summary.seconds = round(time.perf_counter() - started, 3)
     report({"stage": "done", "summary": summary.to_dict()})
@@ -253,6 +246,18 @@ def _embed(changes: list[_Change], writer: IndexWriter, embed: Embedder, summary
         report({"stage": "embed", "done": min(start + GROUP_SIZE, len(texts)), "total": len(texts)})
     summary.chunks_embedded = len(texts)
     return vectors
+
+
+# -- write ------------------------------------------------------------------------------------
+def _write(changes: list[_Change], vectors: dict[str, np.ndarray], writer: IndexWriter, summary: SyncSummary) -> None:
+    """Replace each parsed file's chunks in the writer's private copy of the index."""
+    for change in changes:
+        if change.document is None or not change.chunks:
+            continue  # failed to parse: its old chunks, if any, stay
+        if not change.is_new:
+            summary.chunks_deleted += writer.delete_file(change.scope.key, change.disk.source)
+        rows = np.array([vectors[c.content_hash] for c in change.chunks], dtype=np.float32).reshape(len(change.chunks), -1)
+        summary.chunks_added += writer.add_file(change.record, [NewChunk(c.text, c.metadata) for c in change.chunks], rows)
 
 
 # -- removing one document (UI) ---------------------------------------------------------------

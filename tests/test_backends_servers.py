@@ -192,6 +192,11 @@ def test_unknown_openai_model_names_docchat_llm_model(openai_server, settings):
 # ---------------------------------------------------------------- OpenAI: errors
 
 
+def test_openai_itself_calls_tools_and_other_servers_need_docchat_tools_on(settings):
+    assert openai_backend.supports_tools(with_overrides(settings, llm_backend="openai"))
+    assert not openai_backend.supports_tools(openai_settings(settings, "http://127.0.0.1:8000/v1"))
+
+
 def test_missing_openai_key_names_openai_api_key(settings):
     with pytest.raises(BackendError) as raised:
         make_llm(with_overrides(settings, llm_backend="openai"))

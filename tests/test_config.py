@@ -209,7 +209,8 @@ def test_env_example_documents_every_setting_exactly_once():
     names = documented_names()
     assert len(names) == len(set(names)), "a variable is documented twice"
     primary = {env_name(field) for field in Settings.model_fields}
-    assert set(names) == primary
+    assert not primary - set(names), f"settings missing from .env.example: {sorted(primary - set(names))}"
+    assert not set(names) - primary, f".env.example names no setting: {sorted(set(names) - primary)}"
     assert set(names) <= known_env_names()
 
 

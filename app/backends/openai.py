@@ -80,8 +80,10 @@ def make_embeddings(settings: "Settings") -> "Embeddings":
 
 
 def supports_tools(settings: "Settings") -> bool:
-    """OpenAI chat models call tools; compatible servers that cannot should set DOCCHAT_TOOLS=off."""
-    return True
+    """OpenAI's chat models call tools. A compatible server may serve a model that cannot (a
+    small local model would answer without ever searching), so there tools need DOCCHAT_TOOLS=on.
+    """
+    return settings.openai_base_url is None
 
 
 def check(settings: "Settings") -> list["Check"]:

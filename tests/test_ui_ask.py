@@ -17,7 +17,8 @@ CORPUS = {
     "widgets.md": "# Widgets\n\n## Maintenance\n\nThe sprocket widget must be oiled every Tuesday. "
     "Use only synthetic oil for the sprocket widget.\n",
     "garden.md": "# Garden\n\n## Watering\n\nTomato plants in the greenhouse are watered every "
-    "morning at six with rain water.\n",
+    "morning at six with rain water.\n\nWhen must the sprocket widget of the garden gate be "
+    "oiled? In autumn.\n",
 }
 QUESTION = "When must the sprocket widget be oiled?"
 
@@ -75,11 +76,20 @@ def test_restricting_to_a_document_and_k_change_the_sources(indexed):
     at = AppTest.from_file(PAGE, default_timeout=280).run()
     at.multiselect(key="only-sources").set_value(["garden.md"]).run()
     at.slider(key="k").set_value(1)
-    at.slider(key="threshold").set_value(-1.0).run()
+    at.slider(key="threshold").set_value(0.0).run()  # a weaker match must still count
     at = ask(QUESTION, at)
     assert not at.exception
     labels = source_labels(at)
     assert len(labels) == 1 and labels[0].startswith("[1] garden.md")
+
+
+def test_a_threshold_nothing_reaches_gives_a_plain_abstention(indexed):
+    at = AppTest.from_file(PAGE, default_timeout=280).run()
+    at.slider(key="threshold").set_value(1.0).run()
+    at = ask(QUESTION, at)
+    assert not at.exception
+    assert source_labels(at) == []
+    assert "Not found in your documents" in texts(at)
 
 
 def _closed_port() -> int:

@@ -53,10 +53,9 @@ def render_history(messages, options: ChatOptions) -> None:
 
 def stream_answer(engine, question: str, options: ChatOptions):
     """Ask the engine, writing the answer as its tokens arrive; returns the Answer (or None)."""
-    from app.engine.answer import Done, Token, ToolCallEvent
+    from app.engine.answer import Done, Token
 
-    done: list = []
-    calls: list = []
+    done: list = []  # the Answer, once the stream ends (tool calls arrive in it too)
 
     def pieces():
         for event in engine.stream(
@@ -69,8 +68,6 @@ def stream_answer(engine, question: str, options: ChatOptions):
         ):
             if isinstance(event, Token):
                 yield safe_markdown_piece(event.text)
-            elif isinstance(event, ToolCallEvent):
-                calls.append(event.tool_call)
             elif isinstance(event, Done):
                 done.append(event.answer)
 

@@ -11,10 +11,10 @@ from app.ui.sanitize import escape_markdown
 from app.ui.uploads import Upload
 
 THREAD = "thread_id"  # session-state key of the open conversation (None: a new one)
-# sync's progress stages -> (start, end) of the bar, and what to say meanwhile
 REPORT = "ingest_report"  # what the last ingest did, shown after the rerun it triggers
 DOCTOR_MARKS = {"ok": ":green[:material/check_circle:]", "warn": ":orange[:material/warning:]",
                 "fail": ":red[:material/cancel:]", "info": ":material/info:"}
+# sync's progress stages -> (start, end) of the bar, and what to say meanwhile
 STAGES = {
     "parse": (0.0, 0.3, "Reading"),
     "embed": (0.3, 0.95, "Embedding chunks"),
@@ -32,33 +32,46 @@ def threads_panel(settings) -> str | None:
         current = st.session_state[THREAD] = None  # deleted elsewhere (CLI, another tab)
 
     st.subheader("Conversations")
-    if st.button("New conversation", icon=":material/add:", key="new-thread", width="stretch"):
-        st.session_state[THREAD] = current = None
+    # Callbacks run before the script, so every button is drawn knowing the open thread.
+    st.button("New conversation", icon=":material/add:", key="new-thread", width="stretch",
+              on_click=_open, args=(None,))  # fmt: skip
     for thread in threads:
-        title = escape_markdown(thread.title or "Untitled")
-        if st.button(
-            title,
+        st.button(
+            escape_markdown(thread.title or "Untitled"),
             key=f"thread-{thread.id}",
             type="primary" if thread.id == current else "tertiary",
             width="stretch",
-        ):
-            st.session_state[THREAD] = current = thread.id
+            on_click=_open,
+            args=(thread.id,),
+        )
     if current:
         _edit_thread(store, current)
     return current
+
+
+def _open(thread_id: str | None) -> None:
+    st.session_state[THREAD] = thread_id
 
 
 def _edit_thread(store, thread_id: str) -> None:
     with st.expander("Rename or delete this conversation"):
         title = st.text_input("Title", value=store.get(thread_id).title, key=f"title-{thread_id}")
         left, right = st.columns(2)
-        if left.button("Rename", key="rename-thread", disabled=not title.strip()):
-            store.rename(thread_id, title)
-            st.rerun()
-        if right.button("Delete", key="delete-thread", type="primary"):
-            store.delete(thread_id)
-            st.session_state[THREAD] = None
-            st.rerun()
+        left.button("Rename", key="rename-thread", disabled=not title.strip(),
+                    on_click=_rename, args=(store, thread_id))  # fmt: skip
+        right.button("Delete", key="delete-thread", type="primary", on_click=_delete, args=(store, thread_id))
+
+
+def _rename(store, thread_id: str) -> None:
+    # The title as typed when the button was clicked (callback arguments are from the last run).
+    title = st.session_state.get(f"title-{thread_id}", "").strip()
+    if title:
+        store.rename(thread_id, title)
+
+
+def _delete(store, thread_id: str) -> None:
+    store.delete(thread_id)
+    _open(None)
 
 
 # -- documents -------------------------------------------------------------------------------
@@ -98,7 +111,7 @@ def _upload_form(settings) -> None:
             accept_multiple_files=True,
             max_upload_size=max(1, int(settings.upload_max_mb)),
             key="uploads",
-            help=f"Saved into {settings.docs_path} and indexed. Up to {settings.upload_max_mb:g} MB each.",
+            help=escape_markdown(f"Saved into {settings.docs_path} and indexed, {settings.upload_max_mb:g} MB at most each."),
         )
         submitted = st.form_submit_button("Add and index", icon=":material/upload_file:")
     if submitted and files:

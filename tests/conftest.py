@@ -52,9 +52,13 @@ def loopback_only():
 
 
 @pytest.fixture(scope="session")
-def model_cache_dir(tmp_path_factory):
-    """One converted-model cache for the whole session (the GGUF conversion runs once)."""
-    return tmp_path_factory.mktemp("models")
+def model_cache_dir(request):
+    """One converted-model cache shared by the session, kept in .pytest_cache between runs.
+
+    A fresh clone (CI) starts with it empty, so the real GGUF conversion runs there once;
+    a developer's later runs skip those ~30 s.
+    """
+    return request.config.cache.mkdir("docchat-models")
 
 
 @pytest.fixture(autouse=True)

@@ -83,9 +83,12 @@ class Settings(BaseSettings):
     # Retrieval and answering
     k: int = Field(4, ge=1, le=100)
     fetch_k: int = Field(20, ge=1, le=1000)
-    score_threshold: float = Field(0.3, ge=-1.0, le=1.0)
+    score_threshold: float = Field(0.45, ge=-1.0, le=1.0)  # the best chunk must reach it, else not found
     search_type: Literal["similarity", "mmr"] = "similarity"
     mmr_lambda: float = Field(0.5, ge=0.0, le=1.0)
+    hybrid: bool = True  # BM25 keyword hits fused with dense hits (reciprocal rank fusion)
+    unknown_term_margin: float = Field(0.1, ge=0.0, le=1.0)  # threshold + this when a query word is in no chunk
+    min_chunk_score: float = Field(0.3, ge=-1.0, le=1.0)  # once answerable, chunks below this are dropped
     max_context_tokens: int = Field(700, ge=64)
     allow_general_knowledge: bool = False
     tools: Literal["auto", "on", "off"] = "auto"

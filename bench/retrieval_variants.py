@@ -35,7 +35,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from app.config import load_settings  # noqa: E402
-from app.engine.fusion import fuse_hits  # noqa: E402
+from app.engine.fusion import fuse_hits, unknown_terms  # noqa: E402
 from app.evaluation.dataset import QAItem, load_items  # noqa: E402
 from app.evaluation.scoring import gold_rank, retrieval_figures  # noqa: E402
 
@@ -73,7 +73,9 @@ class Variant:
     bm25_headings: bool = False  # BM25 over "title > heading" + text instead of the text alone
     fetch_k: int = 20
     threshold: float = 0.0  # the score threshold applied before the top-k cut
-    per_hit: bool = True  # True: drop each chunk below it (the engine); False: only abstain
+    unknown_bar: float | None = None  # the threshold when a query word is in no chunk
+    per_hit: bool = True  # True: drop each chunk below it; False: only abstain below it
+    floor: float | None = None  # with per_hit False: still drop each chunk below this
     note: str = ""
 
 
@@ -93,7 +95,14 @@ def variants() -> list[Variant]:
         Variant("bm25", base, retrieval="bm25"),
         Variant("hybrid", base, retrieval="hybrid"),
         Variant("hybrid-h", base, retrieval="hybrid", bm25_headings=True),
+        Variant("hybrid-t45-u55", base, retrieval="hybrid", threshold=0.45, unknown_bar=0.55),
+        Variant("hybrid-q45-u55", base, retrieval="hybrid", threshold=0.45, unknown_bar=0.55, per_hit=False),
+        Variant("defaults", base, retrieval="hybrid", threshold=0.45, unknown_bar=0.55, per_hit=False, floor=0.30,
+                note="the shipped defaults"),
+        Variant("hybrid-q45-u55-f20", base, retrieval="hybrid", threshold=0.45, unknown_bar=0.55, per_hit=False, floor=0.20),
         Variant("hybrid-500", small, retrieval="hybrid"),
+        Variant("hybrid-500-t45-u55", small, retrieval="hybrid", threshold=0.45, unknown_bar=0.55),
+        Variant("defaults-500", small, retrieval="hybrid", threshold=0.45, unknown_bar=0.55, per_hit=False, floor=0.30),
         Variant("hybrid-500-h", small, retrieval="hybrid", bm25_headings=True),
         Variant("hybrid-500-h-f50", small, retrieval="hybrid", bm25_headings=True, fetch_k=50),
         Variant("hybrid-500-h-mmr", small, retrieval="hybrid", bm25_headings=True, mmr=True),
@@ -251,7 +260,17 @@ class MemoryIndex:
         rows = db.execute(
             "SELECT rowid, bm25(f) FROM f WHERE f MATCH ? ORDER BY bm25(f) LIMIT ?", [match, k]
         ).fetchall()
-        return [self.hit(r - 1, float(self.matrix[r - 1] @ qv)) for r, _ in rows]
+        return [self.hit(r - 1, float(self.matrix[r - 1] @ qv) if qv is not None else 0.0) for r, _ in rows]
+
+    def unknown_terms(self, query: str) -> list[str]:
+        """``fusion.unknown_terms`` over this index's FTS table (the chunk texts, as the store's)."""
+        index = self
+
+        class Words:
+            def keyword_search(self, word, k, *, sources=None):
+                return index.keyword_search(word, None, k, headings=False)
+
+        return unknown_terms(Words(), query)
 
     def _fts(self, headings: bool):
         if headings not in self.fts:
@@ -291,10 +310,15 @@ def retrieve(index: MemoryIndex, variant: Variant, query: str, qv: np.ndarray, k
     if variant.retrieval == "hybrid":
         keyword = index.keyword_search(query, qv, fetch, headings=variant.bm25_headings)
         candidates = fuse_hits(candidates, keyword, limit=len(candidates) + len(keyword))
+    threshold = variant.threshold
+    if variant.unknown_bar and variant.unknown_bar > threshold and index.unknown_terms(query):
+        threshold = variant.unknown_bar  # as fusion.threshold_for
     if variant.per_hit:
-        candidates = [h for h in candidates if h.score >= variant.threshold]
-    elif float(np.max(index.matrix @ qv)) < variant.threshold:
+        candidates = [h for h in candidates if h.score >= threshold]
+    elif float(np.max(index.matrix @ qv)) < threshold:
         candidates = []
+    elif variant.floor is not None:
+        candidates = [h for h in candidates if h.score >= variant.floor]
     distinct = drop_near_duplicates(candidates)
     if variant.mmr:
         return select_mmr(distinct, qv, index, k, 0.5)
@@ -318,22 +342,35 @@ def queries_of(items: list[QAItem]) -> dict[str, list[tuple[QAItem, str]]]:
 def measure(index, variant, groups, qvecs) -> dict:
     out = {}
     for group, pairs in groups.items():
-        ranks, tops, abstained = [], [], 0
+        ranks, tops, unknown, abstained = [], [], [], 0
         for item, query in pairs:
             hits = retrieve(index, variant, query, qvecs[query])
             ranks.append(gold_rank([h.metadata["source"] for h in hits], item.gold))
             tops.append(float(np.max(index.matrix @ qvecs[query])))  # best dense cosine
+            unknown.append(bool(index.unknown_terms(query)))
             abstained += not hits
-        out[group] = {**retrieval_figures(ranks), "top_cosines": tops, "abstained": abstained}
+        out[group] = {**retrieval_figures(ranks), "top_cosines": tops, "unknown": unknown, "abstained": abstained}
     return out
 
 
-def abstention_rows(figures: dict) -> list[tuple[float, int, int, int]]:
-    """(threshold, unanswerable caught, of how many, false abstentions) for each threshold."""
-    answerable = figures["single"]["top_cosines"] + figures["followup-concat"]["top_cosines"]
-    unanswerable = figures["unanswerable"]["top_cosines"]
+UNKNOWN_BARS = (None, 0.45, 0.50, 0.55, 0.60, 0.65)
+
+
+def abstention_rows(figures: dict, unknown_bar: float | None = None) -> list[tuple[float, int, int, int]]:
+    """(threshold, unanswerable caught, of how many, false abstentions) for each threshold;
+    with ``unknown_bar``, a query naming a word no chunk contains needs that cosine instead."""
+
+    def abstains(groups):
+        out = []
+        for g in groups:
+            for top, unknown in zip(figures[g]["top_cosines"], figures[g]["unknown"]):
+                bar_for = (lambda t: max(t, unknown_bar)) if unknown and unknown_bar else (lambda t: t)
+                out.append((top, bar_for))
+        return out
+
+    answerable, unanswerable = abstains(["single", "followup-concat"]), abstains(["unanswerable"])
     return [
-        (t, sum(c < t for c in unanswerable), len(unanswerable), sum(c < t for c in answerable))
+        (t, sum(c < bar(t) for c, bar in unanswerable), len(unanswerable), sum(c < bar(t) for c, bar in answerable))
         for t in THRESHOLDS
     ]
 
@@ -347,7 +384,8 @@ def main(argv=None) -> int:
     parser.add_argument("--limit-docs", type=int, help="only the first N files (quick checks)")
     parser.add_argument("--subset", type=int, metavar="N", help="gold pages + N random other pages only")
     parser.add_argument("--seed-index", type=Path, metavar="DATA_DIR", help="reuse vectors of this docchat data folder")
-    parser.add_argument("--write", type=Path, help="also write the markdown table to this file")
+    parser.add_argument("--write", type=Path, help="also write the tables into this markdown file")
+    parser.add_argument("--section", default="variants", help="the marked section of --write to replace")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -387,14 +425,29 @@ def main(argv=None) -> int:
     text = render(results, args, len(docs))
     print("\n" + text)
     if args.write:
-        args.write.write_text(text + "\n")
+        write_section(args.write, args.section, text)
     return 0
+
+
+def write_section(path: Path, name: str, text: str) -> None:
+    """Replace the section between ``<!-- begin:NAME -->`` and ``<!-- end:NAME -->`` (added at
+    the end when missing), so hand-written conclusions around it survive a re-run."""
+    begin, end = f"<!-- begin:{name} -->", f"<!-- end:{name} -->"
+    old = path.read_text() if path.exists() else ""
+    block = f"{begin}\n{text}\n{end}"
+    if begin in old and end in old:
+        new = old[: old.index(begin)] + block + old[old.index(end) + len(end) :]
+    else:
+        new = (old.rstrip() + "\n\n" if old.strip() else "") + block + "\n"
+    path.write_text(new)
 
 
 def threshold_label(variant) -> str:
     if not variant.threshold:
         return "none"
-    return f"{variant.threshold:.2f} {'per chunk' if variant.per_hit else 'abstain only'}"
+    bar = f" (unknown word: {variant.unknown_bar:.2f})" if variant.unknown_bar else ""
+    floor = f", chunks below {variant.floor:.2f} dropped" if variant.floor is not None else ""
+    return f"{variant.threshold:.2f}{bar} {'per chunk' if variant.per_hit else 'on the best chunk'}{floor}"
 
 
 def row(variant, n_chunks, f, ms) -> str:
@@ -415,8 +468,6 @@ def render(results, args, n_docs: int) -> str:
     if args.subset is not None:
         corpus_note += f" (every gold page + {args.subset} other pages drawn at random, seed 0)"
     lines = [
-        "# Retrieval variants on the PostgreSQL 15 question set",
-        "",
         f"Produced by `python bench/retrieval_variants.py` "
         f"({args.qa.name}: 38 single-turn, 6 follow-up, 6 unanswerable items; corpus: {corpus_note}). "
         f"k = {K}; model all-MiniLM-L6-v2 (packaged). Follow-up queries: *concat* = previous user turn + follow-up "
@@ -428,11 +479,21 @@ def render(results, args, n_docs: int) -> str:
         "|" + "---|" * 17,
     ]
     lines += [row(*r) for r in results]
-    lines += ["", "## Abstention: a threshold on the best dense cosine", ""]
+    lines += ["", "Abstention by a threshold on the best dense cosine (caught of 6 unanswerable, false abstentions of 44 answerable):", ""]
+    seen = set()
     for variant, _, figures, _ in results:
-        lines.append(f"**{variant.name}**: " + "; ".join(
-            f"t={t:.2f}: {caught}/{n} unanswerable caught, {false} false" for t, caught, n, false in abstention_rows(figures)
-        ))
+        if variant.chunking in seen:
+            continue  # the best dense cosine, so the decision, depends on the chunks alone
+        seen.add(variant.chunking)
+        lines += [
+            f"**{variant.chunking.label()}**",
+            "",
+            "| threshold | " + " | ".join("no unknown-term bar" if u is None else f"unknown-term bar {u:.2f}" for u in UNKNOWN_BARS) + " |",
+            "|" + "---|" * (len(UNKNOWN_BARS) + 1),
+        ]
+        sweeps = [abstention_rows(figures, u) for u in UNKNOWN_BARS]
+        for i, t in enumerate(THRESHOLDS):
+            lines.append(f"| {t:.2f} | " + " | ".join(f"{s[i][1]}/{s[i][2]}, {s[i][3]} false" for s in sweeps) + " |")
         lines.append("")
     return "\n".join(lines)
 

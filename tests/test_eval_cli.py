@@ -116,9 +116,13 @@ def test_without_an_index_it_says_to_ingest(indexed, capsys):
 @pytest.mark.slow
 def test_answers_mode_scores_citations_and_phrases(index_env, capsys, tmp_path):
     out = tmp_path / "answers.csv"
-    assert main(["eval", str(index_env["qa"]), "--ids", "s2,m1,u1", "--out", str(out)]) == 0
+    assert main(["eval", str(index_env["qa"]), "--ids", "m1,u1", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "Citation accuracy" in printed and "time to first token" in printed
     assert "recall     1 of 1 unanswerable" in printed  # nothing above the threshold: not found
     table = out.read_text()
-    assert table.startswith("id,kind,") and "s2,single" in table and "m1,followup" in table
+    assert table.startswith("id,kind,") and "m1,followup" in table and "u1,unanswerable" in table
+    from app.config import load_settings
+    from app.engine import ThreadStore
+
+    assert ThreadStore(load_settings(env_file=None).threads_db_path).list() == []  # eval threads removed

@@ -70,3 +70,65 @@ def test_hybrid_search_gives_keyword_only_hits_their_cosine():
     hits = hybrid_search(TinyStore(), "word", np.array([1.0, 0.0]), k=3, fetch_k=3)
     assert [h.chunk_id for h in hits] == [2, 1, 3]
     assert [h.score for h in hits] == pytest.approx([0.8, 1.0, 0.0])
+
+
+def test_unknown_terms_are_the_words_no_chunk_contains():
+    from app.engine.fusion import unknown_terms
+
+    class WordStore:
+        text = "how to set up failover with etcd for the cluster"
+
+        def keyword_search(self, query, k, *, sources=None):
+            return [Hit(1, self.text, 1.0)] if query in self.text.split() else []
+
+    # "do", "i", "up" are too short to judge and "2024" is a number: neither counts
+    assert unknown_terms(WordStore(), "How do I set up Patroni with MongoDB for failover in 2024?") == [
+        "patroni",
+        "mongodb",
+    ]
+
+
+class FakeEmbeddings:  # the query vector the tiny store is searched with
+    def embed_query(self, text):
+        return [1.0, 0.0]
+
+
+def query(**changes):
+    from app.engine.retrieval import RetrievalQuery
+
+    return RetrievalQuery(**{"text": "word", "k": 3, "fetch_k": 3, "score_threshold": -1.0, **changes})
+
+
+def test_the_engine_retrieval_adds_keyword_hits_when_hybrid():
+    from app.engine.retrieval import retrieve
+
+    dense_only = retrieve(query(hybrid=False), store=TinyStore(), embeddings=FakeEmbeddings()).hits
+    hybrid = retrieve(query(hybrid=True), store=TinyStore(), embeddings=FakeEmbeddings()).hits
+    assert [h.chunk_id for h in dense_only] == [1, 2]
+    assert [h.chunk_id for h in hybrid] == [2, 1, 3]  # chunk 3 only BM25 found
+
+
+def test_a_query_word_no_chunk_has_raises_the_threshold():
+    from app.engine.fusion import threshold_for
+
+    class Store(TinyStore):
+        def keyword_search(self, query, k, *, sources=None):
+            return [] if query == "patroni" else super().keyword_search(query, k)
+
+    assert threshold_for(query(text="set up patroni", score_threshold=0.45, unknown_term_margin=0.1), Store()) == 0.55
+    assert threshold_for(query(text="set up failover", score_threshold=0.45, unknown_term_margin=0.1), Store()) == 0.45
+    assert threshold_for(query(text="set up patroni", score_threshold=0.45), Store()) == 0.45  # margin 0: off
+
+
+def test_the_best_chunk_decides_abstention_and_the_floor_keeps_weaker_ones():
+    from app.engine.retrieval import retrieve
+
+    def hits(**changes):
+        found = retrieve(query(hybrid=True, **changes), store=TinyStore(), embeddings=FakeEmbeddings()).hits
+        return [h.chunk_id for h in found]
+
+    # cosines: chunk 1 = 1.0, chunk 2 = 0.8, chunk 3 (BM25 only) = 0.0
+    assert hits(score_threshold=0.9, min_chunk_score=0.5) == [2, 1]  # 0.8 stays: above the floor
+    assert hits(score_threshold=0.9, min_chunk_score=-1.0) == [2, 1, 3]
+    assert hits(score_threshold=1.01) == []  # nothing reaches the threshold: abstain
+    assert hits(score_threshold=0.75, min_chunk_score=0.9) == [2, 1]  # the floor is min(0.9, 0.75)

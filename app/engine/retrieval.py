@@ -1,4 +1,4 @@
-"""Retrieval: a query in, the best distinct chunks above the score threshold out.
+"""Retrieval: a query in, the best distinct chunks out (none when nothing reaches the threshold).
 
 One straight line -- embed, search, threshold, de-duplicate, select (top-k or MMR) -- so
 that other rankers (keyword fusion, a re-ranker) can be hooked in as one more step.
@@ -11,6 +11,8 @@ import time
 from dataclasses import dataclass, field
 
 import numpy as np
+
+from app.engine.fusion import add_keyword_hits, threshold_for
 
 # Chunks sharing this much of their wording are the same passage seen twice (a page
 # copied into two files, overlapping chunks of one file): the model needs it once.
@@ -28,6 +30,9 @@ class RetrievalQuery:
     search_type: str = "similarity"  # "similarity" | "mmr"
     mmr_lambda: float = 0.5
     sources: list[str] | None = None
+    hybrid: bool = False  # fuse BM25 keyword hits with the dense ones (app.engine.fusion)
+    unknown_term_margin: float = 0.0  # added to the threshold when the query names a word no chunk has
+    min_chunk_score: float = -1.0  # chunks below this (or the threshold, if lower) are dropped
 
     @classmethod
     def from_settings(cls, text: str, settings, *, k=None, sources=None, score_threshold=None):
@@ -40,6 +45,9 @@ class RetrievalQuery:
             search_type=settings.search_type,
             mmr_lambda=settings.mmr_lambda,
             sources=list(sources) if sources else None,
+            hybrid=settings.hybrid,
+            unknown_term_margin=settings.unknown_term_margin,
+            min_chunk_score=settings.min_chunk_score,
         )
 
 
@@ -53,11 +61,22 @@ class Retrieval:
 
 
 def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
-    """The chunks to show the model for ``query``: at most k, each above the threshold."""
+    """The chunks to show the model for ``query``: at most k, none when the best is below the threshold."""
     start = time.perf_counter()
     vector = np.asarray(embeddings.embed_query(query.text), dtype=np.float32)
     candidates = store.search(vector, query.fetch_k, sources=query.sources, fetch_k=query.fetch_k)
-    passing = [h for h in candidates if h.score >= query.score_threshold]
+    if query.hybrid:
+        candidates = add_keyword_hits(
+            candidates, query.text, vector, store=store, fetch_k=query.fetch_k, sources=query.sources
+        )
+    # The threshold decides whether the documents answer at all (the best chunk must reach
+    # it); once they do, chunks down to the lower floor stay: cutting every chunk at the
+    # threshold would drop keyword hits whose wording matches but whose cosine is modest
+    # (bench/RESULTS-retrieval.md).
+    best = max((h.score for h in candidates), default=None)
+    floor = min(query.min_chunk_score, query.score_threshold)
+    answerable = best is not None and best >= threshold_for(query, store)
+    passing = [h for h in candidates if h.score >= floor] if answerable else []
     distinct = drop_near_duplicates(passing)
     if query.search_type == "mmr":
         chosen = select_mmr(distinct, vector, store, query.k, query.mmr_lambda)

@@ -46,6 +46,7 @@ def peak_rss_mib() -> float:
 
 def load_questions(path: Path, limit: int | None) -> list[dict]:
     rows = [json.loads(text) for text in path.read_text().splitlines() if text.strip()]
+    rows = [row for row in rows if "question" in row]  # multi-turn rows ("turns") are the eval's
     return rows[:limit] if limit else rows
 
 

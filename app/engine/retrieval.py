@@ -7,6 +7,7 @@ that other rankers (keyword fusion, a re-ranker) can be hooked in as one more st
 from __future__ import annotations
 
 import re
+import sys
 import time
 from dataclasses import dataclass, field
 
@@ -63,7 +64,7 @@ class Retrieval:
 def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
     """The chunks to show the model for ``query``: at most k, none when the best is below the threshold."""
     start = time.perf_counter()
-    vector = np.asarray(embeddings.embed_query(query.text), dtype=np.float32)
+    vector = embed_query(embeddings, query.text)
     candidates = store.search(vector, query.fetch_k, sources=query.sources, fetch_k=query.fetch_k)
     if query.hybrid:
         candidates = add_keyword_hits(
@@ -89,6 +90,24 @@ def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
         duplicates=len(passing) - len(distinct),
         query_vector=vector,
     )
+
+
+def embed_query(embeddings, text: str) -> np.ndarray:
+    """The query's vector, computed on one torch thread.
+
+    One short query gains nothing from intra-op threads, and on a busy CPU handing it
+    between them is ruinous: 480 ms on 2 threads against 11 ms on 1, measured on this
+    project's 2 shared cores (bench/query.py). Remote embeddings are unaffected.
+    """
+    torch = sys.modules.get("torch")  # only when a local model already imported it
+    if torch is None:
+        return np.asarray(embeddings.embed_query(text), dtype=np.float32)
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return np.asarray(embeddings.embed_query(text), dtype=np.float32)
+    finally:
+        torch.set_num_threads(previous)
 
 
 def drop_near_duplicates(hits: list) -> list:

@@ -69,7 +69,10 @@ def run(settings, args) -> int:
 
     def progress(result) -> None:
         rank = result.gold_rank
-        mark = "abstained" if result.abstained else (f"gold at {rank}" if rank else "gold missed")
+        if not result.item.answerable:
+            mark = "abstained" if result.abstained else "answered (should have abstained)"
+        else:
+            mark = "abstained" if result.abstained else (f"gold at {rank}" if rank else "gold missed")
         print(f"  {result.item.id}: {mark}", file=sys.stderr, flush=True)
 
     results = evaluate(

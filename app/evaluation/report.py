@@ -24,7 +24,8 @@ def _ms(value) -> str:
 def summary_table(summary: dict, *, title: str, use_llm: bool) -> str:
     """The figures as a plain-text table for the terminal."""
     followup = "follow-up turns" if use_llm else "follow-up (prev. turn + follow-up, no rewrite)"
-    lines = [title, "", f"{'Retrieval':<48}{'n':>4}{'hit@1':>8}{'hit@5':>8}{'MRR':>8}"]
+    heading = "Retrieval (the sources the model was given)" if use_llm else "Retrieval (top k)"
+    lines = [title, "", f"{heading:<48}{'n':>4}{'hit@1':>8}{'hit@5':>8}{'MRR':>8}"]
     for key, label in (("single", "single-turn"), ("followup", followup), ("answerable", "all answerable")):
         f = summary["retrieval"][key]
         lines.append(f"  {label:<46}{f['n']:>4}{_num(f['hit@1']):>8}{_num(f['hit@5']):>8}{_num(f['mrr']):>8}")
@@ -35,7 +36,7 @@ def summary_table(summary: dict, *, title: str, use_llm: bool) -> str:
             f"{'Answer-phrase recall (share of words)':<48}{_num(summary['answer_phrase_recall']):>12}",
         ]
     a = summary["abstention"]
-    how = "said not found" if use_llm else "nothing above the score threshold"
+    how = "said not found" if use_llm else "no chunk retrieved: the best was below the threshold"
     lines += [
         "",
         f"Abstention ({how})",

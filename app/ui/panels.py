@@ -199,7 +199,7 @@ def settings_panel(settings) -> dict:
             "temperature": st.slider("Temperature", 0.0, 2.0, float(settings.temperature), 0.05, key="temperature"),
             "score_threshold": st.slider(
                 "Score threshold", -1.0, 1.0, float(settings.score_threshold), 0.05, key="threshold",
-                help="Chunks scoring below this are not given to the model.",
+                help="The best chunk must reach this score, or the answer is \"not found\" (DOCCHAT_SCORE_THRESHOLD).",
             ),
         }  # fmt: skip
 

@@ -267,8 +267,8 @@ class MemoryIndex:
         index = self
 
         class Words:
-            def keyword_search(self, word, k, *, sources=None):
-                return index.keyword_search(word, None, k, headings=False)
+            def has_term(self, word, *, sources=None):
+                return bool(index.keyword_search(word, None, 1, headings=False))
 
         return unknown_terms(Words(), query)
 

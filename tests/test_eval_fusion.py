@@ -52,6 +52,9 @@ class TinyStore:
     def keyword_search(self, query, k, *, sources=None):
         return [Hit(3, "chunk 3", 7.5, {"source": "3.md"}), Hit(2, "chunk 2", 3.1, {"source": "2.md"})][:k]
 
+    def has_term(self, word, *, sources=None):
+        return True
+
     def vectors(self, chunk_ids):
         return np.array([self.vecs[c] for c in chunk_ids], dtype="float32")
 
@@ -78,8 +81,8 @@ def test_unknown_terms_are_the_words_no_chunk_contains():
     class WordStore:
         text = "how to set up failover with etcd for the cluster"
 
-        def keyword_search(self, query, k, *, sources=None):
-            return [Hit(1, self.text, 1.0)] if query in self.text.split() else []
+        def has_term(self, word, *, sources=None):
+            return word in self.text.split()
 
     # "do", "i", "up" are too short to judge and "2024" is a number: neither counts
     assert unknown_terms(WordStore(), "How do I set up Patroni with MongoDB for failover in 2024?") == [
@@ -112,8 +115,8 @@ def test_a_query_word_no_chunk_has_raises_the_threshold():
     from app.engine.fusion import threshold_for
 
     class Store(TinyStore):
-        def keyword_search(self, query, k, *, sources=None):
-            return [] if query == "patroni" else super().keyword_search(query, k)
+        def has_term(self, word, *, sources=None):
+            return word != "patroni"
 
     assert threshold_for(query(text="set up patroni", score_threshold=0.45, unknown_term_margin=0.1), Store()) == 0.55
     assert threshold_for(query(text="set up failover", score_threshold=0.45, unknown_term_margin=0.1), Store()) == 0.45

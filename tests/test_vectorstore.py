@@ -65,6 +65,16 @@ def test_keyword_search_uses_bm25_and_survives_punctuation(index):
     assert store.keyword_search("licence", 3, sources=["guides/"]) == []
     assert store.keyword_search('"; DROP TABLE chunks; --', 3) == []
     assert store.keyword_search("", 3) == []
+    # stop words alone still search; next to a real word they do not drown it
+    assert store.keyword_search("what is the budget", 1)[0].source == "notes.txt"
+
+
+def test_has_term_tells_whether_any_chunk_has_a_word(index):
+    store = Store.open(index[0])
+    assert store.has_term("budget") and store.has_term("Budget")
+    assert not store.has_term("patroni")
+    assert not store.has_term("licence", sources=["guides/"])
+    assert not store.has_term('"; DROP TABLE chunks; --') and not store.has_term("")
 
 
 def test_vectors_documents_and_chunks_of(index, embeddings):

@@ -22,6 +22,13 @@ if TYPE_CHECKING:
     from app.config import Settings
 
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common to rank by: BM25 gives them almost no weight, yet matching them makes
+# SQLite score nearly every chunk. Dropped from keyword queries unless nothing else is left.
+_STOPWORDS = frozenset(
+    "a an and are as at be but by can do does for from has have how i if in into is it its "
+    "me my no not of on or so than that the their them then there these they this to was we "
+    "what when where which who why will with would you your".split()
+)
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:
@@ -152,6 +159,7 @@ class Store:
     def keyword_search(self, query: str, k: int, *, sources: list[str] | None = None) -> list[Hit]:
         """The k chunks that best match the query's words (SQLite FTS5 BM25), best first."""
         words = _WORD.findall(query.lower())
+        words = [w for w in words if w not in _STOPWORDS] or words
         if not words or k <= 0:
             return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
@@ -162,6 +170,19 @@ class Store:
             [match, *params, k],
         ).fetchall()
         return self._hits([(row["id"], -float(row["rank"])) for row in rows])
+
+    def has_term(self, word: str, *, sources: list[str] | None = None) -> bool:
+        """Whether any chunk (of ``sources``, if given) contains ``word``; no ranking, so cheap."""
+        words = _WORD.findall(word.lower())
+        if not words:
+            return False
+        where, params = source_filter(sources, "c.source")
+        row = self._db.execute(
+            "SELECT 1 FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
+            f"WHERE chunks_fts MATCH ? AND {where} LIMIT 1",
+            [" ".join(f'"{w}"' for w in words), *params],
+        ).fetchone()
+        return row is not None
 
     def vectors(self, chunk_ids) -> np.ndarray:
         """The stored (normalised) vectors of these chunks, one row each, for MMR."""

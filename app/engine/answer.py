@@ -87,6 +87,7 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     grounded: bool = True  # False when it abstained or answered from general knowledge
     prompt_tokens: int | None = None
+    citations: str = "model"  # how `cited` was made: "model" ([n] it wrote), "overlap", "none"
 
     def to_dict(self) -> dict:
         return {
@@ -99,6 +100,7 @@ class Answer:
             "timings": asdict(self.timings),
             "grounded": self.grounded,
             "prompt_tokens": self.prompt_tokens,
+            "citations": self.citations,
         }
 
     @classmethod
@@ -118,6 +120,7 @@ class Answer:
             timings=Timings(**data.get("timings", {})),
             grounded=bool(data.get("grounded", True)),
             prompt_tokens=data.get("prompt_tokens"),
+            citations=data.get("citations", "model"),
         )
 
 

@@ -21,7 +21,8 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from app.engine.answer import Answer, Done, Event, Source, Timings, Token, ToolCall, cited_numbers
+from app.engine.answer import Answer, Done, Event, Source, Timings, Token, ToolCall
+from app.engine.attribution import cite
 from app.engine.context import Context, context_budget, pack
 from app.engine.history import history_text, recent_history
 from app.engine.prompts import load_prompts
@@ -178,10 +179,12 @@ class Engine:
                 turn.first_token_at = time.perf_counter()
             yield event
 
+        text, cited, citations = cite(turn.text, turn.sources) if turn.grounded else (turn.text, [], "none")
         answer = Answer(
-            text=turn.text,
+            text=text,
             sources=turn.sources,
-            cited=cited_numbers(turn.text, turn.sources) if turn.grounded else [],
+            cited=cited,
+            citations=citations,
             thread_id=thread.id,
             rewritten_query=query,
             tool_calls=turn.tool_calls,

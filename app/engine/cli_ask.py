@@ -53,3 +53,5 @@ def print_sources(answer) -> None:
         mark = "*" if source.n in answer.cited else " "
         print(f"{mark}[{source.n}] {source.label()}  (score {source.score:.2f})")
         print(f"      {source.snippet}")
+    if answer.citations == "overlap":
+        print("(the model wrote no [n] itself: the markers and * show the sources its sentences match word for word)")

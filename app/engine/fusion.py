@@ -96,7 +96,7 @@ def unknown_terms(store, query: str, *, sources=None) -> list[str]:
     embedding lands; the engine then asks for a higher similarity before it answers.
     """
     words = dict.fromkeys(w for w in _WORD.findall(query.lower()) if len(w) > 2 and not w.isdigit())
-    return [w for w in words if not store.keyword_search(w, 1, sources=sources)]
+    return [w for w in words if not store.has_term(w, sources=sources)]
 
 
 def threshold_for(query, store) -> float:

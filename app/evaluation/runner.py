@@ -5,7 +5,8 @@ Two modes:
 * answers (default): every turn goes to ``Engine.ask`` in one thread per item, so a
   follow-up is rewritten by the engine exactly as in the chat page; retrieval figures come
   from the sources the model was given (what fits DOCCHAT_MAX_CONTEXT_TOKENS, so possibly
-  fewer than k), citations from the ``[n]`` it wrote.
+  fewer than k), citations from ``Answer.cited`` (the ``[n]`` the model wrote, or, when it
+  wrote none, the engine's word-overlap attribution: ``Answer.citations`` says which).
 * retrieval only (``--no-llm``): ``Engine.search`` with the scored turn. A follow-up cannot
   be rewritten without the LLM, so its query is the previous user turn followed by the
   follow-up (the summary labels this figure as such). "Abstained" then means the search

@@ -96,6 +96,8 @@ def render_answer(answer, options: ChatOptions, *, key: str, with_text: bool = T
         st.caption("Not found in your documents: this is not an answer from them.")
     if answer.sources:
         st.caption("Sources")
+        if answer.citations == "overlap":
+            st.caption("The model wrote no citations: each [n] marks a sentence that matches that source's wording.")
         for source in answer.sources:
             render_source(source, answer.cited, options, key=f"{key}-{source.n}")
     if answer.tool_calls:

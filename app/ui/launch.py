@@ -14,7 +14,9 @@ import shutil
 import sys
 from pathlib import Path
 
-from app.config import REPO_ROOT
+# The repository root, derived here rather than imported from app.config: that import
+# (pydantic-settings) alone would triple the time `docchat --help` takes.
+REPO_ROOT = Path(__file__).resolve().parent.parent.parent
 
 PAGE = Path(__file__).resolve().parent / "page.py"
 SAMPLES_DIR = REPO_ROOT / "samples"

@@ -4,12 +4,11 @@ an unreachable backend."""
 
 from __future__ import annotations
 
-import socket
-
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from test_ui_page import PAGE, plain, texts
+from tests.servers import closed_port_url
 
 pytestmark = pytest.mark.slow
 
@@ -92,15 +91,9 @@ def test_a_threshold_nothing_reaches_gives_a_plain_abstention(indexed):
     assert "Not found in your documents" in texts(at)
 
 
-def _closed_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]  # closed when the with-block ends: nothing listens there
-
-
 def test_unreachable_backend_shows_the_fix_and_the_page_keeps_working(indexed, monkeypatch):
     monkeypatch.setenv("DOCCHAT_LLM_BACKEND", "ollama")
-    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{_closed_port()}")
+    monkeypatch.setenv("OLLAMA_HOST", closed_port_url())
     at = ask(QUESTION)
     assert not at.exception
     assert at.error, "the failure is shown"

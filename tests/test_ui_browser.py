@@ -17,6 +17,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.servers import free_port
+
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -32,12 +34,6 @@ CORPUS = {
     "morning at six with rain water.\n",
 }
 UPLOADED = "# Boilers\n\nThe boiler pressure should stay between 1.2 and 1.5 bar.\n"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def wait_until_serving(url: str, process: subprocess.Popen, deadline_s: float) -> None:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import re
-import socket
 from pathlib import Path
 
 import pytest
@@ -18,6 +17,7 @@ from streamlit.testing.v1 import AppTest
 from app.config import Settings, load_settings
 from app.engine.answer import Answer, Source, Timings, ToolCall
 from app.engine.threads import ThreadStore
+from tests.servers import closed_port_url
 
 PAGE = str(Path(__file__).resolve().parents[1] / "app" / "ui" / "page.py")
 TIMEOUT = 120  # the first run in a process loads the embedding model
@@ -205,11 +205,8 @@ def test_uploads_over_the_size_limit_are_refused(monkeypatch, settings):
 
 
 def test_settings_panel_shows_the_backend_and_the_doctor_status(monkeypatch):
-    with socket.socket() as s:  # a loopback port nothing listens on
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
     monkeypatch.setenv("DOCCHAT_LLM_BACKEND", "ollama")
-    monkeypatch.setenv("OLLAMA_HOST", f"http://127.0.0.1:{port}")
+    monkeypatch.setenv("OLLAMA_HOST", closed_port_url())
     at = page()
     assert "Chat model: ollama · llama3.2" in texts(at)
     at.button(key="doctor").click().run()

@@ -8,16 +8,14 @@ Prints how long the page took to answer its first question, from process start.
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port
+from tests.servers import free_port, wait_for_http
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -38,20 +36,10 @@ UPLOADED = "# Boilers\n\nThe boiler pressure should stay between 1.2 and 1.5 bar
 
 def wait_until_serving(url: str, process: subprocess.Popen, deadline_s: float) -> None:
     """Poll the health endpoint until it answers; fail early if the server died."""
-    deadline = time.monotonic() + deadline_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"`docchat chat` exited with {process.returncode}")
-        try:
-            with urllib.request.urlopen(url + "/_stcore/health", timeout=2) as reply:
-                if reply.status == 200:
-                    return
-        except OSError:
-            pass
-        # No sleep: the short connect timeout paces the loop while the server starts.
-        with socket.socket() as probe:
-            probe.settimeout(0.5)
-            probe.connect_ex(("127.0.0.1", int(url.rsplit(":", 1)[1])))
+    if wait_for_http(url + "/_stcore/health", process, deadline_s):
+        return
+    if process.poll() is not None:
+        raise AssertionError(f"`docchat chat` exited with {process.returncode}")
     raise AssertionError(f"{url} did not answer within {deadline_s} s")
 
 

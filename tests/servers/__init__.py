@@ -46,6 +46,25 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def wait_for_http(url: str, process: subprocess.Popen, deadline_s: float) -> bool:
+    """Poll ``url`` until it answers 200 (True), or until ``process`` exits or the deadline
+    passes (False). Waiting on the process paces the loop: no sleeps."""
+    deadline = time.monotonic() + deadline_s
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                if reply.status == 200:
+                    return True
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            pass
+        try:
+            process.wait(timeout=0.25)
+        except subprocess.TimeoutExpired:
+            continue
+        return False  # the server exited
+    return False
+
+
 def closed_port_url() -> str:
     """A loopback URL that refuses connections: the 'server is not running' case."""
     return f"http://127.0.0.1:{free_port()}"
@@ -319,19 +338,8 @@ class TransformersServe:
 
     def wait_ready(self, deadline_s: float = 180.0) -> "TransformersServe":
         """Poll /v1/models until it answers; fail early (with the log) if the server died."""
-        deadline = time.monotonic() + deadline_s
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(self.url + "/models", timeout=2) as reply:
-                    if reply.status == 200:
-                        return self
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                pass
-            try:  # waiting on the process doubles as the pause between polls
-                self.process.wait(timeout=0.25)
-            except subprocess.TimeoutExpired:
-                continue
-            break
+        if wait_for_http(self.url + "/models", self.process, deadline_s):
+            return self
         self.stop()
         raise RuntimeError(f"transformers serve did not start; log:\n{self.log_path.read_text()[-3000:]}")
 

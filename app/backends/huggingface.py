@@ -15,6 +15,7 @@ import importlib.util
 import logging
 import shutil
 import tempfile
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -140,19 +141,41 @@ def converted_dir(settings: "Settings", gguf: Path) -> Path:
     return settings.model_cache_path / f"{gguf.stem}-{digest}"
 
 
+def gguf_source(settings: "Settings") -> Path | None:
+    """The GGUF file DOCCHAT_LLM_MODEL stands for (a .gguf path or a packaged name), else None."""
+    local = Path(settings.llm_model_name).expanduser()
+    if local.is_dir():
+        return None
+    return local.resolve() if local.suffix == ".gguf" and local.is_file() else packaged_gguf(settings.llm_model_name)
+
+
 def chat_model_source(settings: "Settings") -> str:
     """A local folder to load the chat model from, converting a GGUF once; else the hub name."""
-    name = settings.llm_model_name
-    local = Path(name).expanduser()
+    local = Path(settings.llm_model_name).expanduser()
     if local.is_dir():
         return str(local.resolve())
-    gguf = local.resolve() if local.suffix == ".gguf" and local.is_file() else packaged_gguf(name)
+    gguf = gguf_source(settings)
     if gguf is None:
-        return name  # a hub name: needs internet, or a model already in the HF cache
+        return settings.llm_model_name  # a hub name: needs internet, or a model already in the HF cache
     target = converted_dir(settings, gguf)
     if not (target / "config.json").is_file():
         ensure_converted(gguf, target)
     return str(target)
+
+
+def prepare_chat_model(settings: "Settings", say) -> None:
+    """Do the one slow step of a first start now, saying so: converting a GGUF chat model.
+
+    `docchat chat` calls this before the page starts, so the first question does not wait.
+    """
+    gguf = gguf_source(settings)
+    if gguf is None or (converted_dir(settings, gguf) / "config.json").is_file():
+        return
+    target = converted_dir(settings, gguf)
+    say(f"Preparing the chat model: converting {gguf.name} once into {target.parent} (about 20 s)...")
+    started = time.perf_counter()
+    ensure_converted(gguf, target)
+    say(f"Chat model ready in {time.perf_counter() - started:.0f} s; later starts skip this step.")
 
 
 def ensure_converted(gguf: Path, target: Path) -> None:
@@ -238,13 +261,67 @@ def load_chat_model(settings: "Settings"):
     return model, tokenizer
 
 
+def stoppable_pipeline_class():
+    """HuggingFacePipeline whose streamed generation stops when the reader stops reading.
+
+    LangChain's own ``_stream`` runs ``generate`` in a thread that goes on to
+    ``max_new_tokens`` after the consumer has gone: when the engine's answer check cuts off a
+    loop, the model would keep the CPU busy for seconds, slowing the next question. Here a
+    stopping criterion watches an event that closing the stream sets.
+    """
+    from threading import Event, Thread
+
+    from langchain_core.outputs import GenerationChunk
+    from langchain_huggingface import HuggingFacePipeline
+    from transformers import StoppingCriteria, StoppingCriteriaList, TextIteratorStreamer
+
+    class WhenCancelled(StoppingCriteria):
+        def __init__(self, cancelled: Event):
+            self.cancelled = cancelled
+
+        def __call__(self, input_ids, scores, **kwargs) -> bool:
+            return self.cancelled.is_set()
+
+    class StoppablePipeline(HuggingFacePipeline):
+        def _stream(self, prompt, stop=None, run_manager=None, **kwargs):
+            cancelled = Event()
+            streamer = TextIteratorStreamer(
+                self.pipeline.tokenizer, timeout=STREAM_TIMEOUT_S, skip_prompt=True, skip_special_tokens=True
+            )
+            work = Thread(
+                target=self.pipeline,
+                kwargs={
+                    "text_inputs": prompt,
+                    "streamer": streamer,
+                    "stopping_criteria": StoppingCriteriaList([WhenCancelled(cancelled)]),
+                    **kwargs.get("pipeline_kwargs", {}),
+                },
+                daemon=True,
+            )
+            work.start()
+            try:
+                for text in streamer:
+                    chunk = GenerationChunk(text=text)
+                    if run_manager:
+                        run_manager.on_llm_new_token(chunk.text, chunk=chunk)
+                    yield chunk
+            finally:
+                cancelled.set()  # the reader is gone (or done): generation ends at the next token
+
+    return StoppablePipeline
+
+
+# Seconds without a new token before a local generation counts as stuck.
+STREAM_TIMEOUT_S = 120.0
+
+
 def make_llm(settings: "Settings") -> "BaseChatModel":
     """A LangChain chat model over a local transformers model; ``.stream()`` yields tokens as they come.
 
     ChatHuggingFace applies the tokenizer's chat template; HuggingFacePipeline streams through
     a TextIteratorStreamer. Per-call generation settings: see ``generation_kwargs``.
     """
-    from langchain_huggingface import ChatHuggingFace, HuggingFacePipeline
+    from langchain_huggingface import ChatHuggingFace
     from transformers import pipeline
 
     model, tokenizer = load_chat_model(settings)
@@ -256,7 +333,7 @@ def make_llm(settings: "Settings") -> "BaseChatModel":
         **generation_kwargs(settings.temperature, settings.max_new_tokens),
     )
     name = settings.llm_model_name
-    llm = HuggingFacePipeline(pipeline=generate, model_id=name)
+    llm = stoppable_pipeline_class()(pipeline=generate, model_id=name)
     return ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=name)
 
 

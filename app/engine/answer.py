@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass, field
 
+
 SNIPPET_CHARS = 240
 
 
@@ -58,6 +59,20 @@ class Source:
 
 
 @dataclass
+class Evidence:
+    """One supporting sentence: which source, where in its text, and how well it supports."""
+
+    n: int  # the source's number ([n])
+    text: str  # the sentence exactly as it stands in the source text
+    start: int  # offsets of ``text`` in that source's text
+    end: int
+    score: float
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass
 class ToolCall:
     """A tool the agent ran: its name, arguments and (shortened) result."""
 
@@ -70,8 +85,17 @@ class ToolCall:
 class Timings:
     retrieve_ms: float = 0.0  # query embedding + search (+ rewrite excluded)
     first_token_ms: float | None = None  # from the question to the first answer token
-    total_ms: float = 0.0
+    total_ms: float = 0.0  # from the question to the end, waits included
     rewrite_ms: float = 0.0
+    wait_ms: float = 0.0  # models and index prepared while this question waited (in the two above)
+    check_ms: float = 0.0  # answer check and evidence
+
+
+# What kind of answer a record holds (Answer.kind).
+GENERATED = "generated"  # the model's answer, checked (and repaired where that was enough)
+EXTRACTIVE = "extractive"  # sentences quoted from the documents: the model's answer failed
+NOT_FOUND = "not_found"  # nothing relevant found (the closest passages come with it)
+GENERAL = "general"  # general knowledge, marked as such (DOCCHAT_ALLOW_GENERAL_KNOWLEDGE)
 
 
 @dataclass
@@ -87,7 +111,16 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     grounded: bool = True  # False when it abstained or answered from general knowledge
     prompt_tokens: int | None = None
-    citations: str = "model"  # how `cited` was made: "model" ([n] it wrote), "overlap", "none"
+    citations: str = "model"  # how `cited` was made: "model" ([n] it wrote), "overlap", "quoted", "none"
+    kind: str = GENERATED  # GENERATED | EXTRACTIVE | NOT_FOUND | GENERAL
+    evidence: list[Evidence] = field(default_factory=list)  # supporting sentences, best first
+    problems: list[str] = field(default_factory=list)  # what the check found in the model's text
+    closest: list[Source] = field(default_factory=list)  # NOT_FOUND: the nearest passages, with scores
+    hint: str | None = None  # NOT_FOUND: how to widen the search
+    links: list[str] = field(default_factory=list)  # URLs in the text that a cited source contains
+
+    def evidence_for(self, n: int) -> list[Evidence]:
+        return [e for e in self.evidence if e.n == n]
 
     def to_dict(self) -> dict:
         return {
@@ -101,15 +134,21 @@ class Answer:
             "grounded": self.grounded,
             "prompt_tokens": self.prompt_tokens,
             "citations": self.citations,
+            "kind": self.kind,
+            "evidence": [e.to_dict() for e in self.evidence],
+            "problems": self.problems,
+            "closest": [s.to_dict() for s in self.closest],
+            "hint": self.hint,
+            "links": self.links,
         }
 
     @classmethod
     def from_dict(cls, data: dict) -> "Answer":
         """Rebuild a stored record (thread history); source texts are not stored."""
-        sources = [
-            Source(**{**s, "text": s.get("snippet", "")})
-            for s in data.get("sources", [])
-        ]
+        def sources_of(key):
+            return [Source(**{**s, "text": s.get("snippet", "")}) for s in data.get(key, [])]
+
+        sources = sources_of("sources")
         return cls(
             text=data.get("answer", ""),
             sources=sources,
@@ -121,6 +160,12 @@ class Answer:
             grounded=bool(data.get("grounded", True)),
             prompt_tokens=data.get("prompt_tokens"),
             citations=data.get("citations", "model"),
+            kind=data.get("kind", GENERATED if data.get("grounded", True) else NOT_FOUND),
+            evidence=[Evidence(**e) for e in data.get("evidence", [])],
+            problems=list(data.get("problems", [])),
+            closest=sources_of("closest"),
+            hint=data.get("hint"),
+            links=list(data.get("links", [])),
         )
 
 

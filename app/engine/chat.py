@@ -21,12 +21,18 @@ from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 
-from app.engine.answer import Answer, Done, Event, Source, Timings, Token, ToolCall
+from app.engine.answer import (
+    EXTRACTIVE, GENERAL, GENERATED, NOT_FOUND, Answer, Done, Event, Evidence, Source, Timings, Token, ToolCall,
+)
 from app.engine.attribution import cite
+from app.engine.guard import (
+    EMPTY, MARKUP, PROMPT_ECHO, UNSUPPORTED_NUMBER, PromptLines, StreamGuard, check_answer, urls,
+)
 from app.engine.context import Context, context_budget, pack
+from app.engine.evidence import EvidenceFinder, extractive_text, grounding, is_refusal, quoted
 from app.engine.history import history_text, recent_history
 from app.engine.prompts import load_prompts
-from app.engine.retrieval import Retrieval, RetrievalQuery, retrieve
+from app.engine.retrieval import Retrieval, RetrievalQuery, embed_texts, retrieve
 from app.engine.threads import ThreadStore
 from app.engine.tokens import token_counter
 from app.errors import BackendError, DocchatError
@@ -43,6 +49,15 @@ FOLLOW_UP_WORDS = frozenset(
 FOLLOW_UP_OPENERS = ("and ", "but ", "also ", "so ", "then ", "or ", "what about ", "how about ")
 # Tokens the chat template adds around messages (role markers).
 TEMPLATE_TOKENS = 24
+# Problems after which the model's answer is not shown at all: quoted evidence replaces it.
+FATAL_PROBLEMS = frozenset({MARKUP, PROMPT_ECHO, EMPTY, UNSUPPORTED_NUMBER})
+# An answer less grounded than this (share of its content words found in the sources) is
+# taken as made up, and quoted evidence replaces it. Tuned on the PostgreSQL set.
+MIN_GROUNDING = 0.5
+# A model's "not found" is overruled by quoted evidence when the best sentence scores this
+# well against the question (the documents do answer it). Tuned on the PostgreSQL set.
+STRONG_EVIDENCE = 0.6
+CLOSEST_SHOWN = 3
 
 
 @dataclass
@@ -53,8 +68,9 @@ class _Turn:
     sources: list[Source] = field(default_factory=list)
     tool_calls: list[ToolCall] = field(default_factory=list)
     first_token_at: float | None = None
-    grounded: bool = True
     prompt_tokens: int | None = None
+    kind: str = GENERATED
+    closest: list[Source] = field(default_factory=list)
 
 
 class Engine:
@@ -72,6 +88,7 @@ class Engine:
         self._embeddings = embeddings
         self._store = store
         self._count = None
+        self._prompt_lines = None
         self._lock = threading.RLock()
 
     # -- heavy parts, built once on first use ------------------------------------------
@@ -102,14 +119,9 @@ class Engine:
                 self._store = Store.open(self.settings)
             return self._store
 
-    def _load(self) -> None:
+    def prepare(self) -> None:
+        """Load the models and open the index now (the page does this before it is ready)."""
         self.llm, self.embeddings, self.store, self.count_tokens  # noqa: B018
-
-    def reload_store(self) -> None:
-        """Open the index again (after an ingest changed it)."""
-        with self._lock:
-            self._store = None
-        self.store  # noqa: B018 -- open now, so a broken index is reported here
 
     @property
     def count_tokens(self):
@@ -147,13 +159,17 @@ class Engine:
         """Answer ``question`` in ``thread_id`` (a new thread when None), token by token.
 
         Yields ``Token`` pieces of the answer, ``ToolCallEvent`` for each tool the agent
-        runs, and lastly ``Done(answer)``. The question and answer are saved in the thread.
+        runs, and lastly ``Done(answer)``. The question and the answer as checked (what the
+        user is shown, so one bad answer cannot poison the follow-ups) are saved in the thread.
+        The text of ``Done`` is the one to keep showing: it can differ from the streamed
+        pieces when the check replaced the model's answer by quoted evidence.
         """
-        self._load()  # model loading is not part of answering: keep it out of the timings
         started = time.perf_counter()
         question = question.strip()
         if not question:
             raise DocchatError("The question is empty.", fix="Type a question.")
+        self.prepare()  # the first question may wait for the models: the timings say so
+        wait_ms = _ms(started)
         thread = self.threads.get(thread_id) if thread_id else self.threads.create()
         history = recent_history(
             self.threads.messages(thread.id), self.settings.max_history_tokens, self.count_tokens
@@ -179,28 +195,84 @@ class Engine:
                 turn.first_token_at = time.perf_counter()
             yield event
 
-        text, cited, citations = cite(turn.text, turn.sources) if turn.grounded else (turn.text, [], "none")
-        answer = Answer(
-            text=text,
-            sources=turn.sources,
-            cited=cited,
-            citations=citations,
-            thread_id=thread.id,
-            rewritten_query=query,
-            tool_calls=turn.tool_calls,
-            timings=Timings(
-                retrieve_ms=round(retrieval.ms, 1),
-                first_token_ms=round((turn.first_token_at - started) * 1000, 1)
-                if turn.first_token_at
-                else None,
-                total_ms=round(_ms(started), 1),
-                rewrite_ms=round(rewrite_ms, 1),
-            ),
-            grounded=turn.grounded,
-            prompt_tokens=turn.prompt_tokens,
+        check_started = time.perf_counter()
+        answer = self._settle(question, turn, score_threshold)
+        answer.thread_id, answer.rewritten_query = thread.id, query
+        answer.timings = Timings(
+            retrieve_ms=round(retrieval.ms, 1),
+            first_token_ms=round((turn.first_token_at - started) * 1000, 1) if turn.first_token_at else None,
+            total_ms=round(_ms(started), 1),
+            rewrite_ms=round(rewrite_ms, 1),
+            wait_ms=round(wait_ms, 1),
+            check_ms=round(_ms(check_started), 1),
         )
         self.threads.add_exchange(thread.id, question, answer.text, json.dumps(answer.to_dict()))
         yield Done(answer)
+
+    # -- the answer as the user gets it -------------------------------------------------
+    def _settle(self, question: str, turn: _Turn, score_threshold: float | None) -> Answer:
+        """The checked answer: the model's (repaired), quoted evidence instead, or not found."""
+        if turn.kind == NOT_FOUND:
+            return self._not_found(turn.closest, score_threshold)
+        if turn.kind == GENERAL:
+            checked = check_answer(turn.text, self.prompt_lines, "")
+            return Answer(text=checked.text, sources=[], cited=[], citations="none", thread_id="",
+                          rewritten_query="", grounded=False, kind=GENERAL, problems=checked.problems,
+                          prompt_tokens=turn.prompt_tokens, tool_calls=turn.tool_calls)
+        checked = check_answer(turn.text, self.prompt_lines, _sources_text(turn.sources))
+        finder = EvidenceFinder(turn.sources, self._embed)
+        for_question = finder.best([question])
+        refused = is_refusal(checked.text, self.prompts.not_found)
+        strong = bool(for_question) and for_question[0].score >= STRONG_EVIDENCE
+        if refused and not strong:
+            answer = self._not_found(turn.sources, score_threshold)
+            answer.problems, answer.tool_calls = checked.problems, turn.tool_calls
+            return answer
+        fatal = FATAL_PROBLEMS.intersection(checked.problems)
+        if refused or fatal or grounding(checked.text, turn.sources) < MIN_GROUNDING:
+            return self._extractive(for_question, turn, checked.problems)
+        text, cited, citations = cite(checked.text, turn.sources)
+        evidence = finder.best([question, checked.text])
+        cited = cited or _evidence_sources(evidence[:1])
+        return Answer(text=text, sources=turn.sources, cited=cited, citations=citations, thread_id="",
+                      rewritten_query="", tool_calls=turn.tool_calls, prompt_tokens=turn.prompt_tokens,
+                      kind=GENERATED, evidence=evidence, problems=checked.problems,
+                      links=_cited_links(text, turn.sources, cited))
+
+    def _extractive(self, evidence: list[Evidence], turn: _Turn, problems: list[str]) -> Answer:
+        """The best supporting sentences, quoted with their [n], in place of the model's answer."""
+        if not evidence:  # nothing quotable either: the honest answer is that nothing was found
+            answer = self._not_found(turn.sources, None)
+            answer.problems = problems
+            return answer
+        text = extractive_text(evidence, self.prompts.quoted)
+        cited = _evidence_sources(quoted(evidence))
+        return Answer(text=text, sources=turn.sources, cited=cited, citations="quoted", thread_id="",
+                      rewritten_query="", tool_calls=turn.tool_calls, prompt_tokens=turn.prompt_tokens,
+                      kind=EXTRACTIVE, evidence=evidence, problems=problems,
+                      links=_cited_links(text, turn.sources, cited))
+
+    def _not_found(self, closest: list[Source], score_threshold: float | None) -> Answer:
+        """"Not found", with the closest passages and how to widen the search (never a dead end)."""
+        threshold = self.settings.score_threshold if score_threshold is None else score_threshold
+        return Answer(
+            text=self.prompts.not_found, sources=[], cited=[], citations="none", thread_id="",
+            rewritten_query="", grounded=False, kind=NOT_FOUND, closest=closest[:CLOSEST_SHOWN],
+            hint=self.prompts.widen.format(threshold=f"{threshold:.2f}"),
+        )
+
+    def _embed(self, texts: list[str]):
+        return embed_texts(self.embeddings, texts)
+
+    @property
+    def prompt_lines(self) -> PromptLines:
+        """The prompt sentences an answer must not recite (built once)."""
+        if self._prompt_lines is None:
+            self._prompt_lines = PromptLines.from_templates(
+                self.prompts.system, self.prompts.context, self.prompts.agent_system,
+                self.prompts.general_system, allowed=self.prompts.not_found,
+            )
+        return self._prompt_lines
 
     # -- steps ------------------------------------------------------------------------
     def rewrite(self, question: str, history: list[BaseMessage]) -> str:
@@ -244,6 +316,7 @@ class Engine:
         """Retrieval-augmented answer: the packed context, then the model's streamed answer."""
         context = self._pack(question, history, retrieval)
         if not context.sources:
+            turn.closest = [Source.from_hit(n, hit) for n, hit in enumerate(retrieval.closest, start=1)]
             yield from self._without_context(llm, question, history, turn)
             return
         messages = [
@@ -253,22 +326,22 @@ class Engine:
         ]
         turn.sources = context.sources
         turn.prompt_tokens = self._prompt_tokens(messages)
-        yield from self._stream_model(llm, messages, turn)
-        turn.grounded = self.prompts.not_found not in turn.text
+        yield from self._stream_model(llm, messages, turn, _sources_text(turn.sources))
 
     def _without_context(self, llm, question, history, turn: _Turn) -> Iterator[Event]:
         """Nothing passed the threshold: say so, or answer marked as general knowledge."""
-        turn.grounded = False
         if not self.settings.allow_general_knowledge:
+            turn.kind = NOT_FOUND
             turn.text = self.prompts.not_found
             yield Token(turn.text)
             return
+        turn.kind = GENERAL
         marker = self.prompts.general_knowledge + "\n\n"
-        turn.text = marker
         yield Token(marker)
         messages = [SystemMessage(self.prompts.general_system), *history, HumanMessage(question)]
         turn.prompt_tokens = self._prompt_tokens(messages)
-        yield from self._stream_model(llm, messages, turn)
+        yield from self._stream_model(llm, messages, turn, "")
+        turn.text = marker + turn.text
 
     def _agent_turn(self, llm, question, history, retrieval: Retrieval, turn: _Turn) -> Iterator[Event]:
         """The tool agent: starts from the retrieved context and may search, read and compute."""
@@ -286,7 +359,9 @@ class Engine:
             raise
         except Exception as exc:
             raise self._backend_error(exc) from exc
-        turn.grounded = bool(turn.sources) and self.prompts.not_found not in turn.text
+        if not turn.sources:
+            turn.kind = NOT_FOUND
+            turn.closest = [Source.from_hit(n, hit) for n, hit in enumerate(retrieval.closest, start=1)]
 
     def _pack(self, question, history, retrieval: Retrieval) -> Context:
         count = self.count_tokens
@@ -298,18 +373,29 @@ class Engine:
         )
         return pack(retrieval.hits, context_budget(self.settings, fixed_tokens=fixed), self.prompts, count)
 
-    def _stream_model(self, llm, messages, turn: _Turn) -> Iterator[Event]:
+    def _stream_model(self, llm, messages, turn: _Turn, sources_text: str) -> Iterator[Event]:
+        """The model's answer as it streams, through the guard: what might turn out bad is held
+        back, and the model is stopped at a loop or when it starts another prompt turn."""
+        guard = StreamGuard(self.prompt_lines, sources_text)
+        stream = llm.stream(messages)
         try:
-            for chunk in llm.stream(messages):
-                piece = _text(chunk)
-                if piece:
-                    turn.text += piece
-                    yield Token(piece)
+            for chunk in stream:
+                shown = guard.feed(_text(chunk))
+                if shown:
+                    yield Token(shown)
+                if guard.stop:
+                    log.info("stopped the model: %s", "loop" if guard.repeats else "it began another turn")
+                    break
+            rest = guard.finish()
+            if rest:
+                yield Token(rest)
         except DocchatError:
             raise
         except Exception as exc:
             raise self._backend_error(exc) from exc
-        turn.text = turn.text.strip()
+        finally:
+            stream.close()  # stops a local model's generation thread too
+        turn.text = guard.raw.strip()
 
     def _prompt_tokens(self, messages) -> int:
         return sum(self.count_tokens(_text(m)) for m in messages) + TEMPLATE_TOKENS
@@ -352,6 +438,20 @@ def _text(message) -> str:
     return "".join(
         part.get("text", "") if isinstance(part, dict) else str(part) for part in content or []
     )
+
+
+def _sources_text(sources: list[Source]) -> str:
+    return "\n".join(s.text for s in sources)
+
+
+def _cited_links(text: str, sources: list[Source], cited: list[int]) -> list[str]:
+    """The links in ``text`` that a cited source contains: the only ones shown clickable."""
+    cited_text = _sources_text([s for s in sources if s.n in cited]).lower()
+    return [u for u in dict.fromkeys(urls(text)) if u.lower() in cited_text]
+
+
+def _evidence_sources(evidence: list[Evidence]) -> list[int]:
+    return list(dict.fromkeys(e.n for e in evidence))
 
 
 def is_follow_up(question: str) -> bool:

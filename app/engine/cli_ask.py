@@ -39,7 +39,11 @@ def run(settings, args) -> int:
         print(json.dumps(answer.to_dict(), ensure_ascii=False, indent=2))
         return 0
     print()
+    if answer.kind == "extractive":  # what streamed was the model's answer, which failed the check
+        print("\n(docchat's answer check stopped the model's answer; quoted from your documents instead:)\n")
+        print(answer.text)
     print_sources(answer)
+    print_not_found(answer)
     print(f"\n(thread {answer.thread_id}; continue with --thread {answer.thread_id})", file=sys.stderr)
     return 0
 
@@ -52,6 +56,23 @@ def print_sources(answer) -> None:
     for source in answer.sources:
         mark = "*" if source.n in answer.cited else " "
         print(f"{mark}[{source.n}] {source.label()}  (score {source.score:.2f})")
-        print(f"      {source.snippet}")
+        evidence = answer.evidence_for(source.n)
+        for e in evidence:
+            print(f"      > {' '.join(e.text.split())}  (support {e.score:.2f})")
+        if not evidence:
+            print(f"      {source.snippet}")
     if answer.citations == "overlap":
         print("(the model wrote no [n] itself: the markers and * show the sources its sentences match word for word)")
+
+
+def print_not_found(answer) -> None:
+    """A refusal is never a dead end: the closest passages, with scores, and how to widen."""
+    if answer.kind != "not_found":
+        return
+    if answer.closest:
+        print("\nClosest passages (not relevant enough to answer from):")
+        for source in answer.closest:
+            print(f" [{source.n}] {source.label()}  (score {source.score:.2f})")
+            print(f"      {source.snippet}")
+    if answer.hint:
+        print(f"\n{answer.hint}")

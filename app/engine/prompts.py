@@ -23,6 +23,8 @@ NAMES = (
     "not_found",
     "general_knowledge",
     "tool_result",
+    "quoted",
+    "widen",
 )
 
 
@@ -40,6 +42,8 @@ class Prompts:
     not_found: str
     general_knowledge: str
     tool_result: str
+    quoted: str
+    widen: str
 
     def system_prompt(self) -> str:
         return self.system.format(not_found=self.not_found)

@@ -1,0 +1,179 @@
+"""Evidence: the sentences of the retrieved chunks that best support an answer.
+
+Every grounded answer carries, per source, the sentence(s) that support it, found by
+sentence-level similarity with the embedding model already loaded plus keyword overlap.
+They are shown highlighted under the answer, and they are the material of the extractive
+answer: when the model's answer fails the check (``app.engine.guard``), shares no content
+with any source, or refuses although the documents answer, the user gets the best
+supporting sentences quoted with their [n] instead.
+"""
+
+from __future__ import annotations
+
+import re
+import numpy as np
+
+from app.engine.answer import Evidence
+from app.engine.attribution import content_words
+
+# Sentences shorter or longer than these (in words) are not quoted as evidence: a heading
+# fragment says nothing, a run-on table row says too much.
+MIN_SENTENCE_WORDS = 4
+MAX_SENTENCE_CHARS = 400
+# A line this short without closing punctuation is a title, not a statement.
+TITLE_WORDS = 8
+# Weight of embedding similarity against keyword overlap in a sentence's score.
+DENSE_WEIGHT = 0.7
+# Evidence below this score is not shown: it supports nothing.
+MIN_EVIDENCE_SCORE = 0.3
+PER_SOURCE = 2
+# The extractive answer quotes at most this many sentences, and only those scoring at
+# least this share of the best one.
+QUOTED_SENTENCES = 2
+QUOTE_RELATIVE = 0.85
+
+# A sentence opening with one of these refers back to the one before: quote both.
+_LEANS_BACK = re.compile(r"(?:It|Its|This|That|These|Those|They|Their|He|She|Such)\b")
+# Where one quotable sentence ends: sentence punctuation, a blank line, or a new list item,
+# heading or table row. A single line break inside a paragraph (hard-wrapped text) is not one.
+_BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*(?:[-*+#>|]|\d+[.)]\s))")
+
+
+def sentence_spans(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each quotable sentence of ``text`` (offsets into ``text``).
+
+    Questions are left out: a FAQ's question restates the user's, it does not answer it.
+    """
+    spans, start = [], 0
+    for end in [m.start() for m in _BOUNDARY.finditer(text)] + [len(text)]:
+        span = _trimmed(text, start, end)
+        if span is not None:
+            spans.append(span)
+        start = end
+    return spans
+
+
+def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
+    """The span without surrounding blanks and list or heading marks, if it is quotable."""
+    while start < end and text[start].isspace():
+        start += 1
+    heading = text.startswith("#", start)
+    while start < end and (text[start].isspace() or text[start] in "-*+#>|"):
+        start += 1
+    while end > start and text[end - 1].isspace():
+        end -= 1
+    piece = text[start:end]
+    n_words = len(piece.split())
+    if heading or piece.endswith("?") or n_words < MIN_SENTENCE_WORDS or len(piece) > MAX_SENTENCE_CHARS:
+        return None
+    if n_words < TITLE_WORDS and not piece.endswith((".", "!", ";", ":", ")")):
+        return None  # a title or heading line ("Adding documents: docchat ingest"), not a statement
+    return start, end
+
+
+def _keyword_share(target_words: set[str], sentence: str) -> float:
+    if not target_words:
+        return 0.0
+    return len(target_words & content_words(sentence)) / len(target_words)
+
+
+class EvidenceFinder:
+    """Scores the sentences of some sources against texts; the sentences are embedded once.
+
+    ``embed(texts) -> array`` gives L2-normalised vectors (the engine passes its embedder).
+    """
+
+    def __init__(self, sources, embed):
+        self.embed = embed
+        self.candidates = []  # (source, start, end) of each sentence, widened where it leans back
+        contexts = []  # what each sentence is scored by: itself after the sentence before it
+        for source in sources:
+            previous = None
+            for start, end in sentence_spans(source.text):
+                context_start = previous[0] if previous else start
+                if previous and _LEANS_BACK.match(source.text, start):
+                    start = previous[0]  # "It must be descaled ..." needs the sentence naming "it"
+                self.candidates.append((source, start, end))
+                contexts.append(source.text[context_start:end])
+                previous = (start, end)
+        self.texts = [s.text[start:end] for s, start, end in self.candidates]
+        self.contexts = contexts
+        self.vectors = np.asarray(embed(contexts), dtype=np.float32) if contexts else None
+
+    def best(self, targets: list[str]) -> list[Evidence]:
+        """The sentences that best support ``targets`` (the question, and the answer when there
+        is one), at most PER_SOURCE per source, best first."""
+        targets = [t for t in targets if t and t.strip()]
+        if self.vectors is None or not targets:
+            return []
+        target_vectors = np.asarray(self.embed(targets), dtype=np.float32)
+        dense = (self.vectors @ target_vectors.T).max(axis=1)
+        target_words = set().union(*(content_words(t) for t in targets))
+        scored = [
+            Evidence(n=s.n, text=text, start=start, end=end,
+                     score=round(float(DENSE_WEIGHT * d + (1 - DENSE_WEIGHT) * _keyword_share(target_words, context)), 4))
+            for (s, start, end), text, context, d in zip(self.candidates, self.texts, self.contexts, dense)
+        ]  # fmt: skip
+        scored.sort(key=lambda e: -e.score)
+        kept, per_source = [], {}
+        for evidence in scored:
+            if evidence.score < MIN_EVIDENCE_SCORE or per_source.get(evidence.n, 0) >= PER_SOURCE:
+                continue
+            per_source[evidence.n] = per_source.get(evidence.n, 0) + 1
+            kept.append(evidence)
+        return kept
+
+
+def quoted(evidence: list[Evidence]) -> list[Evidence]:
+    """The sentences an extractive answer quotes: the best one and any close runner-up."""
+    if not evidence:
+        return []
+    best = evidence[0].score
+    chosen: list[Evidence] = []
+    for e in evidence:
+        if len(chosen) == QUOTED_SENTENCES or e.score < best * QUOTE_RELATIVE:
+            break
+        if not any(same_words(e.text, c.text) for c in chosen):  # one passage seen in two chunks
+            chosen.append(e)
+    return chosen
+
+
+def same_words(a: str, b: str) -> bool:
+    wa, wb = content_words(a), content_words(b)
+    return bool(wa and wb) and len(wa & wb) / min(len(wa), len(wb)) >= 0.8
+
+
+def extractive_text(evidence: list[Evidence], label: str) -> str:
+    """The extractive answer: ``label``, then each quoted sentence with its [n]."""
+    lines = [label, ""]
+    for e in quoted(evidence):
+        lines.append(f"> {' '.join(e.text.split())} [{e.n}]")
+        lines.append("")
+    return "\n".join(lines).strip()
+
+
+_REFUSAL = re.compile(
+    r"\b(?:could not|couldn't|cannot|can't|can not|unable to|did not|didn't) (?:find|locate|answer|determine)\b"
+    r"|\b(?:does|do|did) not (?:contain|mention|provide|include|say|specify|state|answer|have)\b"
+    r"|\bno (?:information|mention|answer|details?)\b"
+    r"|\bnot (?:mentioned|provided|specified|stated|covered|given|found)\b",
+    re.I,
+)
+_ABOUT_DOCUMENTS = re.compile(r"\b(?:documents?|passages?|texts?|context|information|sources?|answer)\b", re.I)
+
+
+def is_refusal(text: str, not_found: str) -> bool:
+    """Whether an answer says the documents do not answer (in the prompt's words or its own)."""
+    if not_found and not_found.lower().rstrip(".") in text.lower():
+        return True
+    first = re.split(r"(?<=[.!?])\s+", text.strip(), maxsplit=1)[0]
+    return bool(_REFUSAL.search(first) and _ABOUT_DOCUMENTS.search(first))
+
+
+def grounding(text: str, sources) -> float:
+    """The share of the answer's content words that occur in the sources (1.0 for no words)."""
+    mine = content_words(re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
+    if not mine:
+        return 0.0
+    theirs = set().union(*(content_words(s.text) for s in sources)) if sources else set()
+    return len(mine & theirs) / len(mine)

@@ -1,0 +1,331 @@
+"""The answer check: what a model wrote, judged before the user relies on it.
+
+Small local models fail in a few recognisable ways: they echo the prompt's markup
+(``<document n="2" source=...>``), repeat a sentence until the token limit, recite the
+system prompt, or make up a link. Each failure is a property of single sentences, so one set
+of sentence predicates serves twice:
+
+* while the answer streams, ``StreamGuard`` holds back only the sentence that might turn
+  out bad (it starts like an earlier sentence or like the prompt, or carries markup or a
+  link) and stops the model at a loop or an echo of the prompt's structure;
+* on the finished text, ``check_answer`` lists the problems (the "garbled" figure of
+  ``docchat eval``) and repairs what can be repaired: repeated sentences, prompt text and
+  markup are dropped, links and addresses that appear in no source are removed.
+
+Whether a repaired answer is still worth showing (or is replaced by sentences quoted from
+the documents) is the engine's decision: see ``app.engine.evidence``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+# Problem names, as recorded in Answer.problems and counted by `docchat eval`.
+MARKUP = "markup"  # fence, role or prompt-structure text copied into the answer
+PROMPT_ECHO = "prompt_echo"  # a sentence of the system or context prompt
+REPETITION = "repetition"  # the same sentence (or phrase loop) again
+UNSUPPORTED_LINK = "unsupported_link"  # a URL or e-mail address no source contains
+UNSUPPORTED_NUMBER = "unsupported_number"  # a figure no source contains (made up)
+EMPTY = "empty"  # nothing left to show
+
+# A sentence is "the same" as another when this share of its words (both ways) is shared.
+SAME_SENTENCE = 0.8
+# ... and it is an echo of the prompt when this share of its words comes from one prompt line.
+ECHO_SHARE = 0.75
+# Sentences shorter than this (in words) are never judged as repeats or echoes ("Yes.").
+MIN_JUDGED_WORDS = 4
+# A sentence is held back while streaming when its first words match another's ...
+PREFIX_WORDS = 3
+# ... or when it uses one of the prompt's words this long (or one of those below), which
+# answers seldom need: "passages", "instructions", "numbered".
+SIGNATURE_LETTERS = 7
+ALWAYS_SIGNATURE = frozenset({"untrusted", "instructions", "passages", "fence", "fences"})
+# A phrase loop inside one sentence: the same n-gram (n <= LOOP_MAX_N) this many times in a row.
+LOOP_REPEATS = 3
+LOOP_MAX_N = 12
+
+_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_WORD = re.compile(r"[a-z0-9_]+")
+_URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>()\[\]\"'`]+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", re.I)
+_MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*([^)\s]*)\s*\)")
+# Text that only the prompt's structure or a chat template produces, never an answer.
+_MARKUP = re.compile(
+    r"</?\s*document\b[^>]*>?"  # our old fences, and look-alikes
+    r"|\bn\s*=\s*\"\d+\"|\bsource\s*=\s*\"[^\"]*\"?"  # fence attributes
+    r"|<\|[a-z_]+\|>|<\|im_(?:start|end)\|>"  # chat-template special tokens
+    r"|^\s*(?:Passage|Document|Text)?s?\s*\[\d+\]"  # a passage header, echoed or made up
+    r"|&(?:gt|lt|quot);",  # the escaped text of the old fences
+    re.I | re.M,
+)
+# Where the model starts writing the next prompt turn instead of the answer: stop there.
+_NEXT_TURN = re.compile(
+    r"(?:^|\n)\s*(?:Question|User|Human|Assistant|System|Documents?|Passages?)\s*(?:\[\d+\])?\s*:"
+    r"|<\|im_start\|>|<\|endoftext\|>",
+    re.I,
+)
+
+
+def words(text: str) -> list[str]:
+    return _WORD.findall(text.lower())
+
+
+def split_sentences(text: str) -> list[str]:
+    """Sentences (and list items / lines) of ``text``, without their separators."""
+    return [s for s in (part.strip() for part in _SENTENCE_END.split(text)) if s]
+
+
+def urls(text: str) -> list[str]:
+    """The links and e-mail addresses in ``text``, without trailing punctuation."""
+    return [m.group(0).rstrip(".,;:!?") for m in _URL.finditer(text)]
+
+
+_NUMBER = re.compile(r"(?<![\w.\[])\d+(?:[.,]\d+)*(?![\w\]])")
+
+
+def numbers(text: str) -> list[str]:
+    """The figures in ``text`` (not the [n] of citations), as written."""
+    return _NUMBER.findall(re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
+
+
+def _similar(a: list[str], b: list[str]) -> bool:
+    if a == b and len(a) >= 2:  # a short line again, word for word ("- PDF files (.pdf)")
+        return True
+    if len(a) < MIN_JUDGED_WORDS or len(b) < MIN_JUDGED_WORDS:
+        return False
+    sa, sb = set(a), set(b)
+    shared = len(sa & sb)
+    return shared / len(sa) >= SAME_SENTENCE and shared / len(sb) >= SAME_SENTENCE
+
+
+def has_phrase_loop(sentence_words: list[str]) -> bool:
+    """True when the same run of words repeats LOOP_REPEATS times back to back ("the the the")."""
+    size = len(sentence_words)
+    for n in range(1, LOOP_MAX_N + 1):
+        if n * LOOP_REPEATS > size:
+            break
+        for start in range(0, size - n * LOOP_REPEATS + 1):
+            gram = sentence_words[start:start + n]
+            if all(sentence_words[start + r * n:start + (r + 1) * n] == gram for r in range(1, LOOP_REPEATS)):
+                return True
+    return False
+
+
+@dataclass
+class PromptLines:
+    """The prompt's own sentences (system and context templates), which an answer must not recite.
+
+    The not-found message is excluded: saying it is a legitimate answer.
+    """
+
+    lines: list[list[str]] = field(default_factory=list)
+    signature: frozenset[str] = frozenset()  # the prompt's distinctive words: a sentence using one is held back
+
+    @classmethod
+    def from_templates(cls, *templates: str, allowed: str = "") -> "PromptLines":
+        allowed_words = words(allowed)
+        lines = []
+        for template in templates:
+            plain = re.sub(r"\{[a-z_]+\}", " ", template)
+            for sentence in split_sentences(plain):
+                sentence_words = words(sentence)
+                if len(sentence_words) >= MIN_JUDGED_WORDS and not _similar(sentence_words, allowed_words):
+                    lines.append(sentence_words)
+        long_words = {w for line in lines for w in line if len(w) >= SIGNATURE_LETTERS}
+        return cls(lines, frozenset(long_words | ALWAYS_SIGNATURE))
+
+    def echoes(self, sentence_words: list[str]) -> bool:
+        """Whether a sentence is (mostly) one of the prompt's sentences."""
+        if len(sentence_words) < MIN_JUDGED_WORDS:
+            return False
+        mine = set(sentence_words)
+        return any(len(mine & set(line)) / len(mine) >= ECHO_SHARE and len(mine & set(line)) >= MIN_JUDGED_WORDS
+                   for line in self.lines)
+
+    def might_echo(self, partial_words: list[str]) -> bool:
+        """Whether an unfinished sentence uses the prompt's own words (judge it when it ends)."""
+        return any(w in self.signature for w in partial_words)
+
+
+@dataclass
+class Checked:
+    """The outcome of checking one answer: the repaired text and what was wrong with the original."""
+
+    text: str
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def garbled(self) -> bool:
+        return bool(self.problems)
+
+
+class SentenceJudge:
+    """Judges the sentences of one answer in order (it remembers the earlier ones)."""
+
+    def __init__(self, prompt: PromptLines, source_text: str):
+        self.prompt = prompt
+        self.source_text = source_text.lower()
+        self.seen: list[list[str]] = []
+
+    def problem(self, sentence: str) -> str | None:
+        """What is wrong with this sentence, if anything (it is remembered either way)."""
+        if _MARKUP.search(sentence):
+            return MARKUP
+        sentence_words = words(sentence)
+        if has_phrase_loop(sentence_words):
+            return REPETITION
+        if any(_similar(sentence_words, earlier) for earlier in self.seen):
+            return REPETITION
+        if self.prompt.echoes(sentence_words):
+            return PROMPT_ECHO
+        self.seen.append(sentence_words)
+        return None
+
+    def unsupported_links(self, sentence: str) -> list[str]:
+        return [u for u in urls(sentence) if u.lower() not in self.source_text]
+
+    def unsupported_numbers(self, sentence: str) -> list[str]:
+        """Figures in the sentence that appear in no source: a small model's made-up facts."""
+        without_links = _URL.sub(" ", sentence)
+        return [n for n in numbers(without_links) if not re.search(rf"(?<![\d.,]){re.escape(n)}(?![\d])", self.source_text)]
+
+    def suspicious_start(self, partial: str) -> bool:
+        """Whether an unfinished sentence must wait until it ends before it is shown."""
+        if "<" in partial or _MARKUP.search(partial) or _URL.search(partial) or any(
+            mark in partial for mark in ("http", "@", "www", "&gt;", "&lt;")
+        ):
+            return True
+        partial_words = words(partial)
+        if self.prompt.might_echo(partial_words):
+            return True
+        head = partial_words[:PREFIX_WORDS]
+        return len(head) == PREFIX_WORDS and any(earlier[:PREFIX_WORDS] == head for earlier in self.seen)
+
+
+def remove_links(sentence: str, links: list[str]) -> str:
+    """``sentence`` without the given links; a Markdown link keeps its text."""
+    def unlink(match: re.Match) -> str:
+        return match.group(1) if match.group(2).rstrip(".,;:!?") in links else match.group(0)
+
+    sentence = _MD_LINK.sub(unlink, sentence)
+    for link in links:
+        sentence = sentence.replace(link, "")
+    return re.sub(r"[ \t]{2,}", " ", sentence).replace(" .", ".").strip()
+
+
+def cut_at_next_turn(text: str) -> tuple[str, bool]:
+    """``text`` up to where the model started writing another prompt turn, and whether it did."""
+    match = _NEXT_TURN.search(text)
+    if match is None:
+        return text, False
+    return text[: match.start()], True
+
+
+def check_answer(text: str, prompt: PromptLines, sources_text: str) -> Checked:
+    """Judge a finished answer sentence by sentence; return the repaired text and the problems."""
+    problems: list[str] = []
+    text, cut = cut_at_next_turn(text)
+    if cut:
+        problems.append(MARKUP)
+    judge = SentenceJudge(prompt, sources_text)
+    kept = []
+    for piece in re.split(r"(\n+)", text):  # keep the answer's line structure (lists)
+        if piece.startswith("\n"):
+            kept.append(piece)
+            continue
+        line = []
+        for sentence in split_sentences(piece):
+            problem = judge.problem(sentence)
+            if problem:
+                problems.append(problem)
+                continue
+            if judge.unsupported_numbers(sentence):
+                problems.append(UNSUPPORTED_NUMBER)
+                continue
+            links = judge.unsupported_links(sentence)
+            if links:
+                problems.append(UNSUPPORTED_LINK)
+                sentence = remove_links(sentence, links)
+            if sentence:
+                line.append(sentence)
+        kept.append(" ".join(line))
+    repaired = re.sub(r"\n{3,}", "\n\n", "".join(kept)).strip()
+    if not repaired:
+        problems.append(EMPTY)
+    return Checked(repaired, list(dict.fromkeys(problems)))
+
+
+class StreamGuard:
+    """Releases a streamed answer piece by piece, holding back what might turn out bad.
+
+    ``feed(piece)`` returns the text that may be shown now; ``stop`` becomes True when the
+    model should be stopped (a repeated sentence, or it began another prompt turn);
+    ``finish()`` returns what is left to show. The full text the model wrote is ``raw``.
+    """
+
+    MAX_REPEATS = 2  # repeated sentences dropped before the model is stopped
+
+    def __init__(self, prompt: PromptLines, sources_text: str):
+        self.judge = SentenceJudge(prompt, sources_text)
+        self.raw = ""
+        self.pending = ""  # the unfinished sentence not yet shown
+        self.shown_of_pending = 0  # how much of ``pending`` was already released
+        self.repeats = 0
+        self.stop = False
+
+    def feed(self, piece: str) -> str:
+        if self.stop:
+            return ""
+        self.raw += piece
+        self.pending += piece
+        cut, next_turn = cut_at_next_turn(self.pending)
+        if next_turn:
+            self.pending = cut
+            self.stop = True
+            return self._complete(self.pending)
+        out = []
+        while True:
+            match = _SENTENCE_END.search(self.pending)
+            if match is None:
+                break
+            sentence, self.pending = self.pending[: match.end()], self.pending[match.end():]
+            out.append(self._complete(sentence))
+            self.shown_of_pending = 0
+            if self.stop:
+                return "".join(out)
+        out.append(self._partial())
+        return "".join(out)
+
+    def finish(self) -> str:
+        rest = self._complete(self.pending) if self.pending else ""
+        self.pending = ""
+        return rest
+
+    def _partial(self) -> str:
+        """The shown part of the unfinished sentence grows word by word unless it is suspicious."""
+        if self.judge.suspicious_start(self.pending):
+            return ""
+        end = self.pending.rfind(" ") + 1  # never release half a word (it may become a URL)
+        released = self.pending[self.shown_of_pending:end] if end > self.shown_of_pending else ""
+        self.shown_of_pending = max(self.shown_of_pending, end)
+        return released
+
+    def _complete(self, sentence: str) -> str:
+        """A finished sentence: the part not yet shown, or nothing if the sentence is bad."""
+        already = self.shown_of_pending
+        self.shown_of_pending = 0
+        body = sentence.strip()
+        if not body:
+            return sentence[already:]
+        problem = self.judge.problem(body)
+        if problem == REPETITION:
+            self.repeats += 1
+            self.stop = self.repeats >= self.MAX_REPEATS
+        if problem:
+            self.stop = self.stop or problem == MARKUP
+            return ""
+        links = self.judge.unsupported_links(body)
+        rest = sentence[already:]
+        if links:  # what is already on screen stays; the rest goes without the links
+            return remove_links(rest, links) + (" " if rest.endswith((" ", "\n")) else "")
+        return rest

@@ -89,6 +89,8 @@ class Settings(BaseSettings):
     hybrid: bool = True  # BM25 keyword hits fused with dense hits (reciprocal rank fusion)
     unknown_term_margin: float = Field(0.1, ge=0.0, le=1.0)  # threshold + this when a query word is in no chunk
     min_chunk_score: float = Field(0.3, ge=-1.0, le=1.0)  # once answerable, chunks below this are dropped
+    keyword_relief: float = Field(0.25, ge=0.0, le=1.0)  # threshold - up to this when a chunk has the question's words
+    min_keyword_coverage: float = Field(0.75, ge=0.0, le=1.0)  # ... the full relief from this share of them
     max_context_tokens: int = Field(1000, ge=64)  # bench/query.py --sweep: 90 % gold seen, TTFT p50 1.6 s
     allow_general_knowledge: bool = False
     tools: Literal["auto", "on", "off"] = "auto"

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pytest
 
-from app.engine.fusion import RRF_K, fuse_hits, hybrid_search, reciprocal_rank_fusion
+from app.engine.fusion import RRF_K, add_keyword_hits, fuse_hits, reciprocal_rank_fusion
 
 
 def test_rrf_scores_are_sums_of_reciprocal_ranks():
@@ -69,14 +69,15 @@ def test_fuse_hits_keeps_dense_cosines_and_records_the_fused_score():
     assert dense[1].metadata == {}  # inputs untouched
 
 
-def test_hybrid_search_gives_keyword_only_hits_their_cosine():
-    hits = hybrid_search(TinyStore(), "word", np.array([1.0, 0.0]), k=3, fetch_k=3)
+def test_keyword_only_hits_get_their_cosine():
+    store, vector = TinyStore(), np.array([1.0, 0.0])
+    hits = add_keyword_hits(store.search(vector, 3), "word", vector, store=store, fetch_k=3)[:3]
     assert [h.chunk_id for h in hits] == [2, 1, 3]
     assert [h.score for h in hits] == pytest.approx([0.8, 1.0, 0.0])
 
 
 def test_unknown_terms_are_the_words_no_chunk_contains():
-    from app.engine.fusion import unknown_terms
+    from app.engine.relevance import unknown_terms
 
     class WordStore:
         text = "how to set up failover with etcd for the cluster"
@@ -85,10 +86,10 @@ def test_unknown_terms_are_the_words_no_chunk_contains():
             return word in self.text.split()
 
     # "do", "i", "up" are too short to judge and "2024" is a number: neither counts
-    assert unknown_terms(WordStore(), "How do I set up Patroni with MongoDB for failover in 2024?") == [
+    assert unknown_terms(WordStore(), "How do I set up Patroni with MongoDB for failover in 2024?") == (
         "patroni",
         "mongodb",
-    ]
+    )
 
 
 class FakeEmbeddings:  # the query vector the tiny store is searched with
@@ -112,15 +113,30 @@ def test_the_engine_retrieval_adds_keyword_hits_when_hybrid():
 
 
 def test_a_query_word_no_chunk_has_raises_the_threshold():
-    from app.engine.fusion import threshold_for
+    from app.engine.relevance import judge
 
     class Store(TinyStore):
         def has_term(self, word, *, sources=None):
             return word != "patroni"
 
-    assert threshold_for(query(text="set up patroni", score_threshold=0.45, unknown_term_margin=0.1), Store()) == 0.55
-    assert threshold_for(query(text="set up failover", score_threshold=0.45, unknown_term_margin=0.1), Store()) == 0.45
-    assert threshold_for(query(text="set up patroni", score_threshold=0.45), Store()) == 0.45  # margin 0: off
+    def needed(**changes):
+        return judge(query(**changes), [Hit(1, "unrelated text", 0.5)], Store()).needed
+
+    assert needed(text="set up Patroni", score_threshold=0.45, unknown_term_margin=0.1) == 0.55
+    assert needed(text="set up failover", score_threshold=0.45, unknown_term_margin=0.1) == 0.45
+    assert needed(text="set up Patroni", score_threshold=0.45) == 0.45  # margin 0: off
+
+
+def test_a_chunk_holding_the_question_words_lowers_the_bar():
+    from app.engine.relevance import judge
+
+    chunks = [Hit(1, "Rebuild the index after changing the embedding model with --full.", 0.38)]
+    relieved = query(text="How do I rebuild the index after changing the embedding model?", score_threshold=0.45,
+                     keyword_relief=0.1, min_keyword_coverage=0.6)
+    assert judge(relieved, chunks, TinyStore()).answerable  # 0.38 >= 0.45 - 0.1, all words present
+    other = query(text="How do I export conversations to Notion?", score_threshold=0.45,
+                  keyword_relief=0.1, min_keyword_coverage=0.6)
+    assert not judge(other, chunks, TinyStore()).answerable
 
 
 def test_the_best_chunk_decides_abstention_and_the_floor_keeps_weaker_ones():
@@ -135,3 +151,11 @@ def test_the_best_chunk_decides_abstention_and_the_floor_keeps_weaker_ones():
     assert hits(score_threshold=0.9, min_chunk_score=-1.0) == [2, 1, 3]
     assert hits(score_threshold=1.01) == []  # nothing reaches the threshold: abstain
     assert hits(score_threshold=0.75, min_chunk_score=0.9) == [2, 1]  # the floor is min(0.9, 0.75)
+
+
+def test_only_name_like_words_count_as_unknown():
+    from app.engine.relevance import name_like
+
+    assert name_like("Where are my conversations stored?") == []  # plain words say nothing
+    assert name_like("Which MongoDB stage joins collections in MySQL 8.0?") == ["mongodb", "mysql"]
+    assert name_like("What is innodb_buffer_pool_size?") == ["innodb_buffer_pool_size"]

@@ -9,7 +9,6 @@ calibration between the two: each list votes ``1 / (rrf_k + rank)`` for its item
 from __future__ import annotations
 
 import dataclasses
-import re
 from typing import Hashable, Sequence, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -77,31 +76,3 @@ def add_keyword_hits(dense: Sequence, query: str, query_vector, *, store, fetch_
     keyword = store.keyword_search(query, fetch_k, sources=sources)
     fused = fuse_hits(dense, keyword, limit=len(dense) + len(keyword))
     return with_cosine(fused, {h.chunk_id for h in dense}, store, query_vector)
-
-
-def hybrid_search(store, query: str, query_vector, *, k: int, fetch_k: int, sources=None) -> list:
-    """Dense and BM25 search over ``store``, each ``fetch_k`` deep, fused to the best ``k``."""
-    dense = store.search(query_vector, fetch_k, sources=sources)
-    return add_keyword_hits(dense, query, query_vector, store=store, fetch_k=fetch_k, sources=sources)[:k]
-
-
-_WORD = re.compile(r"\w+")
-
-
-def unknown_terms(store, query: str, *, sources=None) -> list[str]:
-    """The query's words that no chunk contains (per the store's keyword index).
-
-    A question naming something the documents never mention ("Patroni", "MongoDB",
-    "innodb_buffer_pool_size") is very likely about something else, however close its
-    embedding lands; the engine then asks for a higher similarity before it answers.
-    """
-    words = dict.fromkeys(w for w in _WORD.findall(query.lower()) if len(w) > 2 and not w.isdigit())
-    return [w for w in words if not store.has_term(w, sources=sources)]
-
-
-def threshold_for(query, store) -> float:
-    """The cosine the best chunk must reach for ``query`` (a ``RetrievalQuery``): its score
-    threshold, plus ``unknown_term_margin`` when the query names a word no chunk contains."""
-    if query.unknown_term_margin > 0 and unknown_terms(store, query.text, sources=query.sources):
-        return query.score_threshold + query.unknown_term_margin
-    return query.score_threshold

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.engine.fusion import add_keyword_hits, threshold_for
+from app.engine.fusion import add_keyword_hits
+from app.engine.relevance import Relevance, judge
 
 # Chunks sharing this much of their wording are the same passage seen twice (a page
 # copied into two files, overlapping chunks of one file): the model needs it once.
@@ -33,6 +34,8 @@ class RetrievalQuery:
     sources: list[str] | None = None
     hybrid: bool = False  # fuse BM25 keyword hits with the dense ones (app.engine.fusion)
     unknown_term_margin: float = 0.0  # added to the threshold when the query names a word no chunk has
+    keyword_relief: float = 0.0  # taken off the threshold when one chunk holds most of the question's words
+    min_keyword_coverage: float = 1.01  # ... that share of them (above 1: never)
     min_chunk_score: float = -1.0  # chunks below this (or the threshold, if lower) are dropped
 
     @classmethod
@@ -48,17 +51,18 @@ class RetrievalQuery:
             sources=list(sources) if sources else None,
             hybrid=settings.hybrid,
             unknown_term_margin=settings.unknown_term_margin,
+            keyword_relief=settings.keyword_relief,
+            min_keyword_coverage=settings.min_keyword_coverage,
             min_chunk_score=settings.min_chunk_score,
         )
 
 
 @dataclass
 class Retrieval:
-    hits: list  # vectorstore.Hit, best first
+    hits: list  # vectorstore.Hit, best first; empty when the documents do not answer
     ms: float  # embedding + search + selection
-    below_threshold: int = 0  # candidates dropped for a low score
-    duplicates: int = 0  # candidates dropped as near-duplicates
-    query_vector: np.ndarray | None = field(default=None, repr=False)
+    closest: list = field(default_factory=list)  # the best candidates, answerable or not
+    relevance: Relevance | None = None  # why the documents were judged to answer, or not
 
 
 def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
@@ -70,26 +74,19 @@ def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
         candidates = add_keyword_hits(
             candidates, query.text, vector, store=store, fetch_k=query.fetch_k, sources=query.sources
         )
-    # The threshold decides whether the documents answer at all (the best chunk must reach
-    # it); once they do, chunks down to the lower floor stay: cutting every chunk at the
-    # threshold would drop keyword hits whose wording matches but whose cosine is modest
-    # (bench/RESULTS-retrieval.md).
-    best = max((h.score for h in candidates), default=None)
-    floor = min(query.min_chunk_score, query.score_threshold)
-    answerable = best is not None and best >= threshold_for(query, store)
-    passing = [h for h in candidates if h.score >= floor] if answerable else []
+    # The relevance judgement decides whether the documents answer at all; once they do,
+    # chunks down to the lower floor stay: cutting every chunk at the threshold would drop
+    # keyword hits whose wording matches but whose cosine is modest (bench/RESULTS-retrieval.md).
+    relevance = judge(query, candidates, store)
+    floor = min(query.min_chunk_score, relevance.needed)
+    passing = [h for h in candidates if h.score >= floor] if relevance.answerable else []
     distinct = drop_near_duplicates(passing)
     if query.search_type == "mmr":
         chosen = select_mmr(distinct, vector, store, query.k, query.mmr_lambda)
     else:
         chosen = distinct[: query.k]
-    return Retrieval(
-        hits=chosen,
-        ms=(time.perf_counter() - start) * 1000,
-        below_threshold=len(candidates) - len(passing),
-        duplicates=len(passing) - len(distinct),
-        query_vector=vector,
-    )
+    closest = sorted(drop_near_duplicates(candidates[: query.fetch_k]), key=lambda h: -h.score)[: query.k]
+    return Retrieval(hits=chosen, ms=(time.perf_counter() - start) * 1000, closest=closest, relevance=relevance)
 
 
 def embed_query(embeddings, text: str) -> np.ndarray:
@@ -108,6 +105,13 @@ def embed_query(embeddings, text: str) -> np.ndarray:
         return np.asarray(embeddings.embed_query(text), dtype=np.float32)
     finally:
         torch.set_num_threads(previous)
+
+
+def embed_texts(embeddings, texts: list[str]) -> np.ndarray:
+    """Vectors for a batch of short texts (evidence sentences); empty input, empty output."""
+    if not texts:
+        return np.zeros((0, 0), dtype=np.float32)
+    return np.asarray(embeddings.embed_documents(list(texts)), dtype=np.float32)
 
 
 def drop_near_duplicates(hits: list) -> list:

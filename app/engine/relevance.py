@@ -1,0 +1,109 @@
+"""Do the documents answer this question at all? The not-found decision.
+
+One number tuned on one corpus does not hold on another: cosine similarities of a small
+embedding model sit in different bands per corpus (the samples' right passages scored 0.38
+to 0.45, the PostgreSQL docs' 0.5 to 0.8). So the decision weighs three kinds of evidence:
+
+* the dense score of the best chunk (cosine similarity of the query and chunk embeddings);
+* keyword evidence: the share of the question's content words that one of the best chunks
+  contains (a passage that names what was asked about is relevant even at a modest cosine);
+* names the documents never use: a question naming something no chunk contains ("Patroni",
+  "MongoDB", "innodb_buffer_pool_size") is very likely about something else, however close
+  its embedding lands. Only name-like words count (capitalised inside the question, or with a
+  digit or underscore): on a small corpus plenty of plain words ("stored", "long") appear in
+  no chunk, and they say nothing.
+
+The best chunk must reach ``score_threshold``, lowered by up to ``keyword_relief`` as the
+keyword coverage rises from a quarter of the question's words to ``min_keyword_coverage``.
+A question naming an unknown name gets no relief and needs ``unknown_term_margin`` more.
+Figures behind the defaults: bench/abstention.py, bench/RESULTS-answers.md.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from app.engine.attribution import content_words
+
+# Chunks examined for keyword coverage: the best few by score, where the answer would be.
+COVERAGE_DEPTH = 5
+# Coverage below this share earns no relief: one shared common word is no evidence.
+NO_RELIEF_BELOW = 0.25
+_SUFFIXES = ("ing", "ed", "es", "s", "ly")
+_TOKEN = re.compile(r"[\w.]*\w")
+_STOP = frozenset("me my mine our ours us i".split())
+
+
+@dataclass(frozen=True)
+class Relevance:
+    """The evidence the decision used, and the decision, for one query."""
+
+    answerable: bool
+    best_score: float | None  # cosine of the best chunk
+    coverage: float  # best share of the question's content words found in one chunk
+    unknown_terms: tuple[str, ...]  # question words no chunk contains
+    needed: float  # the score the best chunk had to reach, given the evidence
+
+
+def stem(word: str) -> str:
+    """A crude English stem, enough to match "stored" with "store" and "changing" with "change"."""
+    for suffix in _SUFFIXES:
+        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
+            word = word[: -len(suffix)]
+            break
+    return word[:-1] if word.endswith("e") and len(word) > 3 else word
+
+
+def stems(text: str) -> set[str]:
+    return {stem(w) for w in content_words(text) if w not in _STOP}
+
+
+def keyword_coverage(question: str, chunks: list[str]) -> float:
+    """The largest share of the question's content words (stemmed) that one chunk contains."""
+    wanted = stems(question)
+    if not wanted:
+        return 0.0
+    return max((len(wanted & stems(text)) / len(wanted) for text in chunks), default=0.0)
+
+
+def name_like(query: str) -> list[str]:
+    """The words of ``query`` that look like names: capitalised after the first word
+    ("MongoDB", "Patroni"), or holding a digit or underscore ("innodb_buffer_pool_size")."""
+    names = []
+    for position, token in enumerate(_TOKEN.findall(query)):
+        for word in re.findall(r"\w+", token):
+            if len(word) <= 2 or word.isdigit():
+                continue
+            capitalised = position > 0 and any(ch.isupper() for ch in word)
+            if capitalised or "_" in word or any(ch.isdigit() for ch in word):
+                names.append(word.lower())
+    return list(dict.fromkeys(names))
+
+
+def unknown_terms(store, query: str, *, sources=None) -> tuple[str, ...]:
+    """The names in the query that no chunk contains (per the store's keyword index)."""
+    return tuple(w for w in name_like(query) if not store.has_term(w, sources=sources))
+
+
+def relief_share(coverage: float, full_at: float) -> float:
+    """0 below NO_RELIEF_BELOW coverage, rising linearly to 1 at ``full_at``."""
+    if full_at <= NO_RELIEF_BELOW:
+        return 1.0 if coverage >= full_at else 0.0
+    return min(1.0, max(0.0, (coverage - NO_RELIEF_BELOW) / (full_at - NO_RELIEF_BELOW)))
+
+
+def judge(query, candidates: list, store) -> Relevance:
+    """Whether ``candidates`` (hits scored by cosine) answer ``query`` (a RetrievalQuery)."""
+    best = max((h.score for h in candidates), default=None)
+    if best is None:
+        return Relevance(False, None, 0.0, (), query.score_threshold)
+    top = sorted(candidates, key=lambda h: -h.score)[:COVERAGE_DEPTH]
+    coverage = keyword_coverage(query.text, [h.text for h in top])
+    unknown = unknown_terms(store, query.text, sources=query.sources) if query.unknown_term_margin > 0 else ()
+    needed = query.score_threshold
+    if unknown:
+        needed += query.unknown_term_margin
+    else:
+        needed -= query.keyword_relief * relief_share(coverage, query.min_keyword_coverage)
+    return Relevance(best >= needed, round(best, 4), round(coverage, 3), unknown, round(needed, 4))

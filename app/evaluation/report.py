@@ -35,6 +35,17 @@ def summary_table(summary: dict, *, title: str, use_llm: bool) -> str:
             f"{'Citation accuracy (a gold page cited)':<48}{_num(summary['citation_accuracy']):>12}",
             f"{'Answer-phrase recall (share of words)':<48}{_num(summary['answer_phrase_recall']):>12}",
         ]
+    if use_llm and summary.get("answers"):
+        f = summary["answers"]
+        kinds = ", ".join(f"{k} {v}" for k, v in sorted(f["kinds"].items()))
+        problems = ", ".join(f"{k} {v}" for k, v in sorted(f["problems"].items())) or "none"
+        lines += [
+            "",
+            f"Answers ({f['answers']}): {kinds}",
+            f"  garbled as the model wrote them: {f['garbled_before_check']} ({problems})",
+            f"  garbled as shown to the user:    {f['garbled_shown']}",
+            f"  false refusals: {f['false_refusals']} of {f['answerable']} answerable",
+        ]
     a = summary["abstention"]
     how = "said not found" if use_llm else "no chunk retrieved: the best was below the threshold"
     lines += [

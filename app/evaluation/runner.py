@@ -71,7 +71,18 @@ def answer_item(engine, item: QAItem, *, k: int, not_found: str) -> ItemResult:
     ]
     result.answer = answer.text
     result.abstained = is_abstention(answer, not_found)
+    result.kind, result.problems = answer.kind, list(answer.problems)
+    result.shown_problems = shown_problems(engine, answer)
     return result
+
+
+def shown_problems(engine, answer) -> list[str]:
+    """The answer check run again on what the user was shown (must find nothing)."""
+    from app.engine.guard import EMPTY, check_answer
+
+    sources_text = "\n".join(s.text for s in answer.sources)
+    problems = check_answer(answer.text, engine.prompt_lines, sources_text).problems
+    return [p for p in problems if p != EMPTY or answer.text.strip() == ""]
 
 
 def evaluate(

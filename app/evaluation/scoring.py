@@ -86,6 +86,9 @@ class ItemResult:
     retrieve_ms: list[float] = field(default_factory=list)  # one per engine call
     first_token_ms: list[float] = field(default_factory=list)
     total_ms: list[float] = field(default_factory=list)
+    kind: str | None = None  # the answer's kind: generated | extractive | not_found | general
+    problems: list[str] = field(default_factory=list)  # the answer check's findings before repair
+    shown_problems: list[str] = field(default_factory=list)  # ... in what the user was shown
 
     @property
     def gold_rank(self) -> int | None:
@@ -119,6 +122,9 @@ class ItemResult:
                 else None
             ),
             "abstained": self.abstained,
+            "kind": self.kind,
+            "problems": self.problems,
+            "shown_problems": self.shown_problems,
             "retrieve_ms": self.retrieve_ms,
             "first_token_ms": self.first_token_ms,
             "total_ms": self.total_ms,
@@ -155,6 +161,28 @@ def abstention_figures(results: Sequence[ItemResult]) -> dict:
     }
 
 
+def answer_figures(results: Sequence[ItemResult]) -> dict:
+    """What the answer check saw: answers garbled as the model wrote them, answers still
+    garbled as shown (the floor is 0), how each answer was made, and false refusals."""
+    answered = [r for r in results if r.answer is not None]
+    kinds: dict[str, int] = {}
+    for r in answered:
+        kinds[r.kind or "unknown"] = kinds.get(r.kind or "unknown", 0) + 1
+    problems: dict[str, int] = {}
+    for r in answered:
+        for p in r.problems:
+            problems[p] = problems.get(p, 0) + 1
+    return {
+        "answers": len(answered),
+        "garbled_before_check": sum(bool(r.problems) for r in answered),
+        "garbled_shown": sum(bool(r.shown_problems) for r in answered),
+        "problems": problems,
+        "kinds": kinds,
+        "false_refusals": sum(r.abstained for r in answered if r.item.answerable),
+        "answerable": sum(r.item.answerable for r in answered),
+    }
+
+
 def _mean(values: list[float]) -> float | None:
     return sum(values) / len(values) if values else None
 
@@ -180,6 +208,7 @@ def summarize(results: Sequence[ItemResult]) -> dict:
         "citation_accuracy": _mean([float(r.cited_gold) for r in answered]),
         "answer_phrase_recall": _mean([phrase_recall(r.item.answer, r.answer) for r in phrased]),
         "abstention": abstention_figures(results),
+        "answers": answer_figures(results),
         "latency_ms": {
             "retrieve": _latency([v for r in results for v in r.retrieve_ms]),
             "first_token": _latency([v for r in results for v in r.first_token_ms if v is not None]),

@@ -98,9 +98,13 @@ def environment_lines(settings, env_file: str | None) -> list[Line]:
 def llm_lines(settings) -> list[Line]:
     from app.backends import backend_module
 
+    from app.backends.advice import model_advice
+
     head = Line("LLM", "info", f"{settings.llm_backend} · {settings.llm_model_name}")
     checks = backend_module(settings.llm_backend).check(settings)
-    return [head, *(Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in checks)]
+    advice = model_advice(settings)
+    answering = Line("Answers by", "warn" if advice.small else "info", advice.answering, advice.advice)
+    return [head, *(Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in checks), answering]
 
 
 def embedding_lines(settings) -> list[Line]:

@@ -36,6 +36,35 @@ def test_default_configuration_passes_and_says_to_ingest(capsys, isolated_env):
     assert "no index yet" in out and "docchat ingest" in out
     assert str(isolated_env / "data") in out
     assert "torch 2.13.0" in out and "transformers" in out and "python 3.11" in out
+    assert "warn Answers by" in out and "SmolLM2-135M-Instruct (embedded" in out
+    assert "a larger model answers better" in out and "DOCCHAT_LLM_BACKEND=ollama" in out
+
+
+def test_the_embedded_model_advice_shows_the_line_that_switches_to_a_local_ollama(settings, monkeypatch):
+    from app.backends.advice import model_advice
+    from app.config import load_settings
+
+    server = OllamaStandIn([ServedModel("nomic-embed-text:latest", ["embedding"]),
+                            ServedModel("llama3.2:latest", ["completion", "tools"])]).start()
+    try:
+        monkeypatch.setenv("OLLAMA_HOST", server.url)
+        advice = model_advice(load_settings(env_file=None))
+    finally:
+        server.stop()
+    assert advice.small and advice.switch == "DOCCHAT_LLM_BACKEND=ollama DOCCHAT_LLM_MODEL=llama3.2:latest"
+    assert server.url in advice.advice and "nomic-embed-text" not in advice.advice  # embedding models cannot chat
+
+
+def test_no_ollama_server_gives_the_settings_for_a_larger_model(settings, monkeypatch):
+    from app.backends.advice import model_advice
+    from app.config import load_settings
+
+    monkeypatch.setenv("OLLAMA_HOST", closed_port_url())
+    advice = model_advice(load_settings(env_file=None))
+    assert advice.small and advice.switch is None
+    assert "DOCCHAT_LLM_BACKEND=ollama" in advice.advice and "OPENAI_BASE_URL" in advice.advice
+    monkeypatch.setenv("DOCCHAT_LLM_BACKEND", "ollama")
+    assert not model_advice(load_settings(env_file=None)).small  # a chosen server model: no advice
 
 
 def test_ollama_configuration_passes_when_the_model_is_pulled(capsys, monkeypatch, ollama_with_llama):

@@ -53,3 +53,22 @@ def test_no_samples_when_the_user_has_documents(settings):
     settings.docs_path.mkdir(parents=True)
     (settings.docs_path / "mine.md").write_text("# Mine")
     assert not launch.needs_samples(settings)
+
+
+@pytest.mark.slow
+def test_the_chat_model_is_prepared_before_the_page_starts(tmp_path, capsys, monkeypatch):
+    """A first start converts the packaged chat model in the launcher, saying so, so that the
+    first question does not wait; a second start has nothing to do."""
+    from app.config import load_settings
+    from tests.servers import closed_port_url
+
+    monkeypatch.setenv("DOCCHAT_MODEL_CACHE_DIR", str(tmp_path / "fresh-models"))
+    monkeypatch.setenv("OLLAMA_HOST", closed_port_url())
+    settings = load_settings(env_file=None)
+    launch.prepare_models(settings)
+    first = capsys.readouterr().out
+    assert "Preparing the chat model" in first and "Chat model ready" in first
+    assert "Answers by SmolLM2-135M-Instruct (embedded" in first and "a larger model answers better" in first
+    assert list((tmp_path / "fresh-models").glob("*/config.json"))
+    launch.prepare_models(settings)
+    assert "Preparing" not in capsys.readouterr().out

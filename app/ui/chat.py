@@ -13,7 +13,18 @@ from pathlib import Path
 import streamlit as st
 
 from app.errors import DocchatError
-from app.ui.sanitize import escape_markdown, file_inside, safe_markdown, safe_markdown_piece
+from app.ui.sanitize import (
+    escape_markdown, file_inside, highlighted, only_links, safe_markdown, safe_markdown_piece,
+)
+
+# What the answer check found, in the user's words (Answer.problems).
+PROBLEM_WORDS = {
+    "markup": "it copied the prompt's markup",
+    "prompt_echo": "it recited its instructions",
+    "repetition": "it repeated itself",
+    "unsupported_link": "it gave a link that is in none of your documents",
+    "empty": "nothing usable was left",
+}
 
 
 @dataclass
@@ -82,24 +93,37 @@ def stream_answer(engine, question: str, options: ChatOptions):
     if not done:
         return None
     answer = done[0]
-    # The streamed pieces were made safe one by one; show the whole answer properly now.
-    text_slot.markdown(safe_markdown(answer.text))
+    # The streamed pieces were made safe one by one; show the whole answer properly now (the
+    # check may have repaired it, or replaced it with quoted evidence).
+    text_slot.markdown(answer_markdown(answer))
     render_answer(answer, options, key="new", with_text=False)
     return answer
 
 
+def answer_markdown(answer) -> str:
+    """The answer text as safe Markdown, links clickable only when a cited source has them."""
+    return safe_markdown(only_links(answer.text, answer.links))
+
+
 def render_answer(answer, options: ChatOptions, *, key: str, with_text: bool = True) -> None:
-    """An answer, then its sources, the tools it used and how it was answered."""
+    """An answer, then its evidence and sources, the tools it used and how it was answered."""
     if with_text:
-        st.markdown(safe_markdown(answer.text))
-    if not answer.grounded:
+        st.markdown(answer_markdown(answer))
+    if answer.kind == "extractive":
+        why = "; ".join(PROBLEM_WORDS.get(p, p) for p in answer.problems) or "it did not match your documents"
+        st.caption(f"Quoted from your documents: the model's own answer was not shown ({why}).")
+    elif answer.kind == "not_found":
+        render_not_found(answer, options, key=key)
+    elif not answer.grounded:
         st.caption("Not found in your documents: this is not an answer from them.")
+    elif answer.problems:
+        st.caption("Repaired: " + "; ".join(PROBLEM_WORDS.get(p, p) for p in answer.problems) + " (removed).")
     if answer.sources:
-        st.caption("Sources")
+        st.caption("Sources, with the sentences that support the answer highlighted")
         if answer.citations == "overlap":
             st.caption("The model wrote no citations: each [n] marks a sentence that matches that source's wording.")
-        for source in answer.sources:
-            render_source(source, answer.cited, options, key=f"{key}-{source.n}")
+        for source in sorted(answer.sources, key=lambda s: -s.score):
+            render_source(source, answer, options, key=f"{key}-{source.n}")
     if answer.tool_calls:
         with st.expander(f"Tools used ({len(answer.tool_calls)})", icon=":material/handyman:"):
             for call in answer.tool_calls:
@@ -108,12 +132,31 @@ def render_answer(answer, options: ChatOptions, *, key: str, with_text: bool = T
     render_how(answer)
 
 
-def render_source(source, cited: list[int], options: ChatOptions, *, key: str) -> None:
-    """One numbered source: snippet, path, page or heading, score, and the file to download."""
-    mark = " ✓ cited" if source.n in cited else ""
+def render_not_found(answer, options: ChatOptions, *, key: str) -> None:
+    """Never a dead end: the closest passages that were found, with scores, and how to widen."""
+    if answer.closest:
+        st.caption("Nothing was relevant enough to answer from. The closest passages found:")
+        for source in answer.closest:
+            render_source(source, answer, options, key=f"{key}-near-{source.n}", cited_mark=False)
+    if answer.hint:
+        st.info(escape_markdown(answer.hint), icon=":material/travel_explore:")
+
+
+def render_source(source, answer, options: ChatOptions, *, key: str, cited_mark: bool = True) -> None:
+    """One numbered source: its supporting sentences highlighted in the passage, path, page or
+    heading, score, and the file to download."""
+    mark = " ✓ cited" if cited_mark and source.n in answer.cited else ""
     label = f"[{source.n}] {escape_markdown(source.label())} · score {source.score:.2f}{mark}"
-    with st.expander(label):
-        st.text(source.text or source.snippet)
+    evidence = answer.evidence_for(source.n) if cited_mark else []
+    with st.expander(label, expanded=bool(evidence) and source.n in answer.cited):
+        text = source.text or source.snippet
+        inside = [(e.start, e.end) for e in evidence if text[e.start:e.end] == e.text]
+        if inside:
+            st.markdown(highlighted(text, inside))
+        else:  # a stored answer keeps only the snippet: quote the sentences themselves
+            for e in evidence:
+                st.markdown(":orange-background[" + escape_markdown(" ".join(e.text.split())) + "]")
+            st.text(text)
         where = [f"File: {source.source}", f"Folder: {source.root}"]
         if source.page is not None:
             where.append(f"Page {source.page}")
@@ -150,4 +193,6 @@ def render_how(answer) -> None:
             )
         t = answer.timings
         first = f"{t.first_token_ms:.0f} ms" if t.first_token_ms is not None else "n/a"
-        st.caption(f"Retrieval {t.retrieve_ms:.0f} ms · first token {first} · total {t.total_ms:.0f} ms")
+        waited = f" (of which {t.wait_ms / 1000:.1f} s preparing the models)" if t.wait_ms >= 100 else ""
+        st.caption(f"Retrieval {t.retrieve_ms:.0f} ms · first token {first} · total {t.total_ms:.0f} ms{waited}"
+                   f" · answer check {t.check_ms:.0f} ms")

@@ -41,10 +41,30 @@ def run(settings, args) -> int:
     """Seed the samples on first run, then replace this process with the Streamlit server."""
     if not args.no_samples and needs_samples(settings):
         seed_samples(settings)
+    prepare_models(settings)
     command = streamlit_command(settings, args)
     sys.stdout.flush()
     os.execv(command[0], command)
     return 0  # not reached: execv replaces the process
+
+
+def prepare_models(settings) -> None:
+    """Convert the embedded chat model now (with progress here), so that the page is ready
+    when it says so, and say which model answers and whether a better one is at hand."""
+    from app.backends.advice import model_advice
+    from app.errors import DocchatError
+
+    if settings.llm_backend == "huggingface":
+        from app.backends.huggingface import prepare_chat_model
+
+        try:
+            prepare_chat_model(settings, say=lambda line: print(line, flush=True))
+        except DocchatError as exc:  # the page shows it too, with the same fix
+            print(f"{exc.message}\nFix: {exc.fix}", file=sys.stderr)
+    advice = model_advice(settings)
+    print(f"Answers by {advice.answering}.", flush=True)
+    if advice.advice:
+        print(advice.advice, flush=True)
 
 
 def streamlit_command(settings, args) -> list[str]:

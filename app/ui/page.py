@@ -19,7 +19,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 from app.config import load_settings  # noqa: E402
 from app.errors import DocchatError  # noqa: E402
 from app.ui import chat, panels, resources  # noqa: E402
-from app.ui.sanitize import safe_markdown  # noqa: E402
+from app.ui.sanitize import escape_markdown, safe_markdown  # noqa: E402
 
 
 def page_settings():
@@ -64,15 +64,31 @@ def main() -> None:
         **knobs,
     )
 
+    ready = store is not None and prepare_engine(settings, notices)
     threads = resources.threads(settings)
     if thread_id:
         chat.render_history(threads.messages(thread_id), options)
     elif store is not None:
         st.caption("Ask a question about your documents. Answers cite their sources [n].")
+    if ready:
+        advice = resources.advice(settings)
+        st.caption(escape_markdown(f"Answers by {advice.answering}."), help=advice.advice)
 
     question = st.chat_input("Ask about your documents", disabled=store is None)
     if question:
         ask(settings, threads, question, options)
+
+
+def prepare_engine(settings, notices) -> bool:
+    """Load the models before the page takes questions (with a spinner), so the first question
+    does not wait; a failure is shown with its fix and the page goes on."""
+    try:
+        resources.engine(settings).prepare()
+    except Exception as exc:
+        with notices:
+            chat.show_error(exc)
+        return False
+    return True
 
 
 def ask(settings, threads, question: str, options: chat.ChatOptions) -> None:

@@ -192,6 +192,9 @@ def settings_panel(settings) -> dict:
                 f"Embeddings: {settings.embedding_backend} · {settings.embedding_model_name}"
             )
         )
+        advice = resources.advice(settings)
+        if advice.advice:
+            st.info(escape_markdown(advice.advice), icon=":material/tips_and_updates:")
         if st.button("Check the set-up (doctor)", key="doctor"):
             _doctor(settings)
         return {

@@ -58,6 +58,18 @@ def llm(settings: Settings):
     return _llm(settings_key(settings, LLM_FIELDS), settings)
 
 
+def advice(settings: Settings):
+    """Which model answers and how to get better answers (the Ollama probe runs once per process)."""
+    return _advice(settings_key(settings, LLM_FIELDS), settings)
+
+
+@st.cache_resource(max_entries=2)
+def _advice(key: str, _settings: Settings):
+    from app.backends.advice import model_advice
+
+    return model_advice(_settings)
+
+
 def threads(settings: Settings):
     """The conversation threads, available even before there is an index."""
     return _threads(str(settings.threads_db_path))

@@ -51,6 +51,49 @@ def safe_markdown(text: str) -> str:
     return "".join(part if i % 2 else part.replace("$", "\\$") for i, part in enumerate(parts))
 
 
+_LINK = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>()\[\]\"'`]+", re.I)
+_MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*([^)\s]*)\s*\)")
+
+
+def only_links(text: str, allowed: list[str]) -> str:
+    """``text`` with every link not in ``allowed`` made plain, unclickable text.
+
+    The engine lists the links a cited source contains; any other link in model output
+    (made up, or from a passage it did not rely on) must not be one click away. A Markdown
+    link keeps its words; a bare URL is broken by a zero-width space so that it is not
+    turned into a link (it still reads the same).
+    """
+    allowed_lower = {a.lower().rstrip(".,;:!?") for a in allowed}
+
+    def ok(url: str) -> bool:
+        return url.lower().rstrip(".,;:!?") in allowed_lower
+
+    text = _MD_LINK.sub(lambda m: m.group(0) if ok(m.group(2)) else m.group(1), str(text))
+    return _LINK.sub(lambda m: m.group(0) if ok(m.group(0)) else _break_link(m.group(0)), text)
+
+
+def _break_link(url: str) -> str:
+    return url.replace("://", ":" + _ZWSP + "//", 1).replace("www.", "www" + _ZWSP + ".", 1)
+
+
+def highlighted(text: str, spans: list[tuple[int, int]]) -> str:
+    """``text`` as escaped Markdown with the ``spans`` (start, end offsets) highlighted."""
+    out, at = [], 0
+    for start, end in sorted(spans):
+        if start < at or end > len(text):
+            continue
+        out.append(_plain_block(text[at:start]))
+        out.append(":orange-background[" + escape_markdown(" ".join(text[start:end].split())) + "]")
+        at = end
+    out.append(_plain_block(text[at:]))
+    return "".join(out)
+
+
+def _plain_block(text: str) -> str:
+    """Escaped text whose line breaks survive Markdown (hard breaks)."""
+    return "  \n".join(escape_markdown(line) for line in text.split("\n"))
+
+
 def safe_markdown_piece(piece: str) -> str:
     """A streamed piece of model output, made safe on its own.
 

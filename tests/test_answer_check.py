@@ -64,8 +64,12 @@ def test_each_recorded_failure_is_found_and_removed(prompt_lines, raw, problem, 
     assert check_answer(checked.text, prompt_lines, SOURCE).problems in ([], ["empty"])  # repaired text passes
 
 
-def test_a_good_answer_passes_unchanged(prompt_lines):
-    good = "The machine must be descaled every 6 weeks with citric acid [1]. See https://rocket-espresso.example/manual."
+@pytest.mark.parametrize("good", [
+    "The machine must be descaled every 6 weeks with citric acid [1]. See https://rocket-espresso.example/manual.",
+    "The machine must be descaled every 6 weeks. [1] The tank holds 2.5 litres. [1]",  # cited after the period
+    "Quoted from your documents:\n\n> It must be descaled every 6 weeks with citric acid. [1]",
+])
+def test_a_good_answer_passes_unchanged(prompt_lines, good):
     assert check_answer(good, prompt_lines, SOURCE).problems == []
     assert check_answer(good, prompt_lines, SOURCE).text == good
 

@@ -45,7 +45,7 @@ ALWAYS_SIGNATURE = frozenset({"untrusted", "instructions", "passages", "fence", 
 LOOP_REPEATS = 3
 LOOP_MAX_N = 12
 
-_SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+_SENTENCE_END = re.compile(r"(?<=[.!?])[ \t]+(?!\[\d)|\n+")  # "... end. [4]" keeps its citation
 _WORD = re.compile(r"[a-z0-9_]+")
 _URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>()\[\]\"'`]+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", re.I)
 _MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*([^)\s]*)\s*\)")
@@ -54,7 +54,7 @@ _MARKUP = re.compile(
     r"</?\s*document\b[^>]*>?"  # our old fences, and look-alikes
     r"|\bn\s*=\s*\"\d+\"|\bsource\s*=\s*\"[^\"]*\"?"  # fence attributes
     r"|<\|[a-z_]+\|>|<\|im_(?:start|end)\|>"  # chat-template special tokens
-    r"|^\s*(?:Passage|Document|Text)?s?\s*\[\d+\]"  # a passage header, echoed or made up
+    r"|^\s*(?:Passage|Document|Text)?s?\s*\[\d+\][ \t]*\w"  # a passage header, echoed or made up
     r"|&(?:gt|lt|quot);",  # the escaped text of the old fences
     re.I | re.M,
 )
@@ -83,9 +83,13 @@ def urls(text: str) -> list[str]:
 _NUMBER = re.compile(r"(?<![\w.\[])\d+(?:[.,]\d+)*(?![\w\]])")
 
 
+_LIST_MARKER = re.compile(r"^\s*\d+[.)](?=\s)", re.MULTILINE)
+
+
 def numbers(text: str) -> list[str]:
-    """The figures in ``text`` (not the [n] of citations), as written."""
-    return _NUMBER.findall(re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
+    """The figures in ``text`` (not the [n] of citations, not list numbering), as written."""
+    text = _LIST_MARKER.sub(" ", re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
+    return _NUMBER.findall(text)
 
 
 def _similar(a: list[str], b: list[str]) -> bool:

@@ -115,3 +115,17 @@ def write_file(folder: Path, name: str, text: str) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text, encoding="utf-8")
     return path
+
+
+def serve_scripted_mcp() -> None:
+    """`python -m tests.service`: the MCP server on stdio with the scripted chat model, over the
+    index the environment names (DOCCHAT_DATA_DIR): a real stdio server process for the fast tests."""
+    from app.config import load_settings
+    from app.engine import Engine
+    from app.mcp.server import build_server
+
+    build_server(Engine(load_settings(env_file=None), llm=ScriptedChat())).run("stdio")
+
+
+if __name__ == "__main__":
+    serve_scripted_mcp()

@@ -39,12 +39,16 @@ def run(settings, args) -> int:
 
 
 def serve_http(server, settings, host: str, port: int) -> None:
-    """Streamable HTTP behind the same key and size checks as `docchat serve`."""
     import uvicorn
 
-    from app.api.security import RequestGuard
-
-    app = RequestGuard(server.streamable_http_app(streamable_http_path=MCP_PATH, host=host), settings)
     auth = "an API key is required" if settings.api_key is not None else "no API key"
     print(f"docchat mcp: streamable HTTP on http://{host}:{port}{MCP_PATH} ({auth})", file=sys.stderr, flush=True)
-    uvicorn.run(app, host=host, port=port, log_level=settings.log_level.lower(), server_header=False)
+    uvicorn.run(http_app(server, settings, host), host=host, port=port, log_level=settings.log_level.lower(),
+                server_header=False)
+
+
+def http_app(server, settings, host: str):
+    """Streamable HTTP at MCP_PATH, behind the same key and size checks as `docchat serve`."""
+    from app.api.security import RequestGuard
+
+    return RequestGuard(server.streamable_http_app(streamable_http_path=MCP_PATH, host=host), settings)

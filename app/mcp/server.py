@@ -10,6 +10,7 @@ A docchat error reaches the client as the tool's (or resource's) error text, wit
 from __future__ import annotations
 
 from contextlib import contextmanager
+from typing import Any
 from urllib.parse import quote
 
 from mcp.server.mcpserver import MCPServer
@@ -42,7 +43,7 @@ class DocchatMCP(MCPServer):
     """An MCP server whose resource list is the index's current document list."""
 
     def __init__(self, answering: Answering):
-        super().__init__(name="docchat", instructions=INSTRUCTIONS)
+        super().__init__(name="docchat", instructions=INSTRUCTIONS, log_level=answering.engine.settings.log_level)
         self.answering = answering
 
     async def list_resources(self):
@@ -106,7 +107,7 @@ def build_server(engine) -> DocchatMCP:
             return listing(answering.fresh())
 
     @server.tool()
-    def ask(question: str, sources: list[str] | None = None) -> dict:
+    def ask(question: str, sources: list[str] | None = None) -> dict[str, Any]:
         """Ask docchat a question: it answers from the documents only, citing sources as [^n]
         footnotes, or says it could not find the answer. Slower than search_documents.
 

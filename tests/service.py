@@ -80,7 +80,7 @@ class LoopbackServer:
 
     def __enter__(self) -> "LoopbackServer":
         self.thread.start()
-        if not wait_until_answering(self.url + self.ready_path, self.thread, deadline_s=30):
+        if not wait_until_answering(self.url + self.ready_path, self._gone, deadline_s=30):
             raise RuntimeError(f"uvicorn did not start on {self.url}")
         return self
 
@@ -88,11 +88,16 @@ class LoopbackServer:
         self.server.should_exit = True
         self.thread.join(timeout=10)
 
+    def _gone(self, timeout: float) -> bool:
+        self.thread.join(timeout)
+        return not self.thread.is_alive()
 
-def wait_until_answering(url: str, thread: threading.Thread, deadline_s: float) -> bool:
+
+def wait_until_answering(url: str, gone, deadline_s: float) -> bool:
     """Poll ``url`` until the server answers at all (any HTTP status: a 401 is an answer too).
 
-    Joining the server thread with a timeout paces the loop: no sleeps."""
+    ``gone(timeout)`` waits on the server (thread or process) and says whether it ended: it
+    paces the loop, so there are no sleeps, and a server that died is not waited for."""
     import time
 
     deadline = time.monotonic() + deadline_s
@@ -104,10 +109,23 @@ def wait_until_answering(url: str, thread: threading.Thread, deadline_s: float) 
             return True
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
-        thread.join(timeout=0.05)
-        if not thread.is_alive():
+        if gone(0.1):
             return False
     return False
+
+
+def process_gone(process):
+    """``gone`` for a subprocess."""
+    import subprocess
+
+    def gone(timeout: float) -> bool:
+        try:
+            process.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            return False
+        return True
+
+    return gone
 
 
 def write_file(folder: Path, name: str, text: str) -> Path:

@@ -8,6 +8,7 @@ at the end, which starts `docchat serve` itself with the packaged SmolLM2.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ import openai
 import pytest
 
 from app.config import with_overrides
-from tests.service import SCRIPTED_REPLY, LoopbackServer, ScriptedChat, library  # noqa: F401
+from tests.service import SCRIPTED_REPLY, LoopbackServer, ScriptedChat, library, process_gone, wait_until_answering  # noqa: F401,E501
 from tests.servers import free_port
 
 QUESTION = "How often is the coffee machine descaled?"
@@ -268,3 +269,32 @@ def test_cors_is_off_unless_origins_are_configured(api, library, embeddings):
     with start(library, embeddings, api_cors_origins="http://localhost:3000") as server:
         allowed = httpx.options(server.url + "/v1/search", headers={**preflight, "Origin": "http://localhost:3000"})
     assert allowed.headers["access-control-allow-origin"] == "http://localhost:3000"
+
+
+# ---------------------------------------------------------------- the real thing
+@pytest.mark.slow
+def test_docchat_serve_answers_the_openai_client_with_the_packaged_model(library, tmp_path):
+    port = free_port()
+    env = {**os.environ, "DOCCHAT_DATA_DIR": str(library.data_path), "DOCCHAT_API_KEY": API_KEY,
+           "DOCCHAT_MODEL_CACHE_DIR": str(library.model_cache_path), "DOCCHAT_MAX_NEW_TOKENS": "48",
+           "DOCCHAT_TEMPERATURE": "0", "DOCCHAT_LOG_LEVEL": "INFO", "HF_HUB_OFFLINE": "1"}
+    log_path = tmp_path / "serve.log"
+    with open(log_path, "wb") as log:
+        process = subprocess.Popen([str(Path(sys.executable).parent / "docchat"), "serve", "--port", str(port)],
+                                   env=env, stdout=log, stderr=subprocess.STDOUT)
+    try:
+        url = f"http://127.0.0.1:{port}"
+        assert wait_until_answering(url + "/v1/models", process_gone(process), deadline_s=240), log_path.read_text()
+        client = openai.OpenAI(base_url=url + "/v1", api_key=API_KEY, max_retries=0, timeout=240)
+        completion = ask(client)
+        chunks = list(ask(client, stream=True))
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+    assert completion.choices[0].message.content.strip()
+    assert completion.docchat["sources"][0]["source"] == "coffee.md"
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert streamed.strip() and chunks[-1].docchat["sources"][0]["source"] == "coffee.md"
+    served = log_path.read_text()
+    assert "POST /v1/chat/completions" in served and API_KEY not in served  # access log on, key never in it

@@ -68,13 +68,15 @@ def library(tmp_path_factory, model_cache_dir, embeddings):
 class LoopbackServer:
     """uvicorn serving ``app`` on 127.0.0.1:free port, in a thread; ``with`` starts and stops it."""
 
-    def __init__(self, app, ready_path: str = "/openapi.json"):
+    def __init__(self, app, ready_path: str = "/openapi.json", log_level: str = "warning"):
         import uvicorn
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.ready_path = ready_path
-        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on")
+        # log_config=None: uvicorn's records (the access log too) reach pytest's caplog.
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level=log_level, log_config=None,
+                                lifespan="on")
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 

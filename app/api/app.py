@@ -147,7 +147,7 @@ async def _sse(first, events: AsyncIterator, request_id: str, model: str, includ
                 yield _sse_data(openai_chat.chunk(**ids, delta={"content": text}))
             elif isinstance(event, Done):
                 answer = event.answer
-                if tail := footnoted.flush() + openai_chat.footnotes(answer):
+                if tail := footnoted.close(answer):
                     yield _sse_data(openai_chat.chunk(**ids, delta={"content": tail}))
                 yield _sse_data(openai_chat.chunk(**ids, delta={}, finish_reason="stop", docchat=answer.to_dict()))
                 if include_usage:

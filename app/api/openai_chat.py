@@ -61,17 +61,33 @@ class FootnoteStream:
 
     def __init__(self):
         self._held = ""
+        self._referenced: set[int] = set()
 
     def feed(self, piece: str) -> str:
         text = self._held + piece
         match = _OPEN_MARKER.search(text)
         cut = match.start() if match and len(text) - match.start() <= LONGEST_MARKER else len(text)
         self._held = text[cut:]
-        return footnote_refs(text[:cut])
+        return self._refs(text[:cut])
 
-    def flush(self) -> str:
-        held, self._held = self._held, ""
-        return footnote_refs(held)
+    def close(self, answer) -> str:
+        """The end of the streamed text: what was held back, then the footnotes.
+
+        Citations the engine attributed after the answer was complete (``citations: overlap``,
+        for models that do not cite) were never streamed: they are referenced once, here, so
+        that every footnote has its reference.
+        """
+        text = self._refs(self._held)
+        self._held = ""
+        late = [n for n in answer.cited if n not in self._referenced]
+        if late:
+            text += " " + "".join(f"[^{n}]" for n in late)
+        return text + footnotes(answer)
+
+    def _refs(self, text: str) -> str:
+        converted = footnote_refs(text)
+        self._referenced.update(int(n) for n in re.findall(r"\[\^(\d+)\]", converted))
+        return converted
 
 
 def footnotes(answer) -> str:

@@ -28,6 +28,7 @@ from app.api.schemas import (
 )
 from app.api.security import RequestGuard
 from app.engine import Done, Token
+from app.errors import DocchatError
 
 STARTED = 1_700_000_000  # "created" of the model card: a fixed date, the card never changes
 
@@ -58,10 +59,12 @@ def create_app(settings, engine=None) -> FastAPI:
 
 
 def _error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(Exception)
-    async def any_error(request: Request, exc: Exception):
+    async def as_json(request: Request, exc: Exception):
         status, body = describe(exc)
         return JSONResponse(body, status_code=status)
+
+    app.add_exception_handler(DocchatError, as_json)  # expected: answered, no traceback in the log
+    app.add_exception_handler(Exception, as_json)  # a bug: answered the same, traceback logged
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, exc: RequestValidationError):
@@ -71,13 +74,6 @@ def _error_handlers(app: FastAPI) -> None:
     async def http_error(request: Request, exc: StarletteHTTPException):
         kind = "not_found" if exc.status_code == 404 else "invalid_request_error"
         return JSONResponse(error_body(str(exc.detail), kind, exc.status_code), status_code=exc.status_code)
-
-    from app.errors import DocchatError
-
-    @app.exception_handler(DocchatError)
-    async def docchat_error(request: Request, exc: DocchatError):
-        status, body = describe(exc)
-        return JSONResponse(body, status_code=status)
 
 
 # ---------------------------------------------------------------- OpenAI-compatible chat
@@ -105,7 +101,10 @@ def _chat_routes(app: FastAPI, answering: Answering) -> None:
         events = answering.events(question, history=history, thread_id=body.thread_id, keep=body.store,
                                   sources=body.sources, temperature=body.temperature)
         request_id = openai_chat.completion_id()
-        count = answering.engine.count_tokens
+
+        def count(text: str) -> int:  # asked only once answered: the model (and tokenizer) is loaded by then
+            return answering.engine.count_tokens(text)
+
         if not body.stream:
             answer = await _answer_of(events)
             usage = openai_chat.usage(answer, count)

@@ -151,6 +151,30 @@ def test_request_errors_are_json_with_a_fix(client, api):
     assert invalid.status_code == 400 and "messages" in invalid.json()["error"]["message"]
 
 
+class FailingMidway(ScriptedChat):
+    """The scripted stand-in, losing its backend after a few words (a model server that went away)."""
+
+    def _stream(self, *args, **kwargs):
+        for n, chunk in enumerate(super()._stream(*args, **kwargs)):
+            if n == 3:
+                raise ConnectionError("connection reset by peer")
+            yield chunk
+
+
+def test_a_failure_during_a_stream_reaches_the_client_as_an_error(library, embeddings):
+    from app.api.app import create_app
+    from app.engine import Engine
+
+    with LoopbackServer(create_app(library, Engine(library, llm=FailingMidway(), embeddings=embeddings))) as server:
+        client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
+        received = []
+        with pytest.raises(openai.APIError) as raised:
+            for chunk in ask(client, stream=True):
+                received.append(chunk)
+    assert len(received) >= 2  # the answer had begun: the error came in the stream, not as a status
+    assert "connection reset by peer" in raised.value.message and "DOCCHAT_LLM_MODEL" in raised.value.body["fix"]
+
+
 def test_without_an_index_the_error_says_how_to_make_one(tmp_path, embeddings, settings):
     with start(settings, embeddings) as server:
         reply = httpx.post(server.url + "/v1/search", json={"query": "anything"})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 
 DEFAULT_HOST = "127.0.0.1"
@@ -26,10 +27,12 @@ def run(settings, args) -> int:
     from app.engine import Engine
     from app.mcp.server import build_server
 
-    # stdout belongs to the protocol on stdio: everything for people goes to stderr.
+    # stdout belongs to the protocol on stdio: everything for people goes to stderr, and so
+    # does anything a library might print while the models load.
     print("docchat mcp: loading the models ...", file=sys.stderr, flush=True)
-    engine = Engine(settings)
-    engine.llm, engine.embeddings  # noqa: B018 -- loaded before the client's first call, not during it
+    with contextlib.redirect_stdout(sys.stderr):
+        engine = Engine(settings)
+        engine.llm, engine.embeddings  # noqa: B018 -- loaded before the client's first call, not during it
     server = build_server(engine)
     if not args.http:
         server.run("stdio")

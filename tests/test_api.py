@@ -88,6 +88,18 @@ def test_a_model_that_does_not_cite_still_gets_footnotes_when_streaming(library,
     assert streamed.endswith("citric acid. [^1]\n\n[^1]: coffee.md > The office coffee machine")
 
 
+def test_simultaneous_requests_are_all_answered(client):
+    from concurrent.futures import ThreadPoolExecutor
+
+    # The embedded model answers one at a time (a lock); the others wait their turn, none fails.
+    def streamed(_):
+        return "".join(c.choices[0].delta.content or "" for c in ask(client, stream=True) if c.choices)
+
+    with ThreadPoolExecutor(4) as pool:
+        replies = list(pool.map(streamed, range(4))) + [ask(client).choices[0].message.content]
+    assert len(set(replies)) == 1 and "[^1]: coffee.md" in replies[0]
+
+
 def test_earlier_messages_are_the_conversation(client):
     completion = client.chat.completions.create(model="docchat", messages=[
         {"role": "system", "content": "You are terse."},

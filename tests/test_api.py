@@ -100,6 +100,19 @@ def test_simultaneous_requests_are_all_answered(client):
     assert len(set(replies)) == 1 and "[^1]: coffee.md" in replies[0]
 
 
+def test_when_the_engine_replaces_the_streamed_answer_the_stream_ends_with_the_final_one():
+    from app.api.openai_chat import FootnoteStream
+    from app.engine import Answer, Source
+
+    source = Source(1, "coffee.md", "/docs", None, "Descaling", 0.8, "snippet", "text")
+    final = Answer(text='"Descale it every 6 weeks." [1]', sources=[source], cited=[1], thread_id="t",
+                   rewritten_query="q", citations="quoted")
+    stream = FootnoteStream()
+    streamed = stream.feed("The machine never needs ") + stream.feed("descaling [1].")
+    assert stream.close(final) == '\n\n---\n\n"Descale it every 6 weeks." [^1]\n\n[^1]: coffee.md > Descaling'
+    assert streamed == "The machine never needs descaling [^1]."
+
+
 def test_earlier_messages_are_the_conversation(client):
     completion = client.chat.completions.create(model="docchat", messages=[
         {"role": "system", "content": "You are terse."},

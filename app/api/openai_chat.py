@@ -61,9 +61,11 @@ class FootnoteStream:
 
     def __init__(self):
         self._held = ""
+        self._streamed = ""  # the model's text as it came, before conversion
         self._referenced: set[int] = set()
 
     def feed(self, piece: str) -> str:
+        self._streamed += piece
         text = self._held + piece
         match = _OPEN_MARKER.search(text)
         cut = match.start() if match and len(text) - match.start() <= LONGEST_MARKER else len(text)
@@ -75,10 +77,14 @@ class FootnoteStream:
 
         Citations the engine attributed after the answer was complete (``citations: overlap``,
         for models that do not cite) were never streamed: they are referenced once, here, so
-        that every footnote has its reference.
+        that every footnote has its reference. When the engine's final text is not the streamed
+        one (its answer check replaced the model's words), a stream cannot take text back: the
+        final answer follows the streamed one, after a rule.
         """
         text = self._refs(self._held)
         self._held = ""
+        if _plain(answer.text) != _plain(self._streamed):
+            return text + "\n\n---\n\n" + self._refs(answer.text) + footnotes(answer)
         late = [n for n in answer.cited if n not in self._referenced]
         if late:
             text += " " + "".join(f"[^{n}]" for n in late)
@@ -88,6 +94,11 @@ class FootnoteStream:
         converted = footnote_refs(text)
         self._referenced.update(int(n) for n in re.findall(r"\[\^(\d+)\]", converted))
         return converted
+
+
+def _plain(text: str) -> str:
+    """Text without citation markers and spacing: what stays when only citations were added."""
+    return " ".join(_MARKER.sub(" ", text).split()).replace(" .", ".").replace(" ,", ",")
 
 
 def footnotes(answer) -> str:

@@ -57,7 +57,8 @@ def test_the_openai_client_gets_an_answer_with_footnoted_sources(client):
     assert text.startswith("The coffee machine must be descaled every 6 weeks [^1]. Use citric acid [^1][^2].")
     assert "\n\n[^1]: coffee.md > The office coffee machine" in text  # the footnote names the file
     record = completion.docchat  # the structured answer record, next to OpenAI's fields
-    assert record["sources"][0]["source"] == "coffee.md" and record["cited"] == [1]
+    assert record["sources"][0]["source"] == "coffee.md" and record["cited"][0] == 1
+    assert all(f"\n[^{n}]: " in text for n in record["cited"])  # a footnote for each cited source
     assert record["answer"] == SCRIPTED_REPLY
     assert completion.choices[0].finish_reason == "stop" and completion.model == "docchat"
     assert completion.usage.prompt_tokens > 0 and completion.usage.completion_tokens > 0

@@ -6,8 +6,8 @@
   not flood the conversation list of the page.
 * The embedded model answers one question at a time: two generations on the same CPU model
   only slow each other down, so turns on the huggingface backend take a lock.
-* The index may be changed by another process (`docchat ingest`); each request checks the
-  live generation and reopens the index when it moved.
+* The index may be changed by an upload or by another process (`docchat ingest`); each
+  request checks the live generation and reopens the index when it moved.
 """
 
 from __future__ import annotations
@@ -38,14 +38,16 @@ class Answering:
         self._reopen = threading.Lock()
 
     def fresh(self):
-        """The engine, its index reopened if an ingest wrote a new generation since."""
+        """The engine, over the live index: after an ingest wrote a new generation, a new
+        engine (sharing the loaded models) opens it; requests under way keep the old one."""
         from vectorstore import layout
 
         live = layout.current_generation(self.engine.settings.index_path)
         if live is not None:
             with self._reopen:
-                if self.engine.store.path != live:
-                    self.engine.reload_store()
+                old = self.engine
+                if old.store.path != live:
+                    self.engine = type(old)(old.settings, llm=old.llm, embeddings=old.embeddings)
         return self.engine
 
     def turn(self, question: str, *, history: list[tuple[str, str]] = (), thread_id: str | None = None,

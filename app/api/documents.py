@@ -62,7 +62,6 @@ def remove(engine, document_id: str, root: str | None) -> dict:
                          fix="Say which one with ?root=FOLDER.")
     folder = matches[0]["root"]
     file_deleted = remove_document(engine.settings, source, folder)
-    engine.reload_store()
     return {"removed": source, "root": folder, "file_deleted": file_deleted}
 
 
@@ -78,8 +77,6 @@ def upload(engine, files: list[tuple[str, bytes]]) -> dict:
     unreadable = [name for name, _ in files if format_of(PurePosixPath(name.replace("\\", "/"))) is None]
     wanted = [Upload(name, data) for name, data in files if name not in unreadable]
     saved, summary = add_uploads(settings, wanted, embeddings=engine.embeddings)
-    if summary is not None:
-        engine.reload_store()
     kinds = " ".join(sorted(SUPPORTED))
     rejected = saved.rejected + [(name, f"unsupported file type (docchat reads {kinds})") for name in unreadable]
     return {

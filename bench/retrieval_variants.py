@@ -35,7 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
 from app.config import load_settings  # noqa: E402
-from app.engine.fusion import fuse_hits, unknown_terms  # noqa: E402
+from app.engine.fusion import fuse_hits  # noqa: E402
+from app.engine.relevance import unknown_terms  # noqa: E402
 from app.evaluation.dataset import QAItem, load_items  # noqa: E402
 from app.evaluation.scoring import gold_rank, retrieval_figures  # noqa: E402
 
@@ -263,7 +264,7 @@ class MemoryIndex:
         return [self.hit(r - 1, float(self.matrix[r - 1] @ qv) if qv is not None else 0.0) for r, _ in rows]
 
     def unknown_terms(self, query: str) -> list[str]:
-        """``fusion.unknown_terms`` over this index's FTS table (the chunk texts, as the store's)."""
+        """``relevance.unknown_terms`` over this index's FTS table (the chunk texts, as the store's)."""
         index = self
 
         class Words:
@@ -312,7 +313,7 @@ def retrieve(index: MemoryIndex, variant: Variant, query: str, qv: np.ndarray, k
         candidates = fuse_hits(candidates, keyword, limit=len(candidates) + len(keyword))
     threshold = variant.threshold
     if variant.unknown_bar and variant.unknown_bar > threshold and index.unknown_terms(query):
-        threshold = variant.unknown_bar  # as fusion.threshold_for
+        threshold = variant.unknown_bar  # as relevance.judge, without the keyword relief
     if variant.per_hit:
         candidates = [h for h in candidates if h.score >= threshold]
     elif float(np.max(index.matrix @ qv)) < threshold:

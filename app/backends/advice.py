@@ -19,7 +19,6 @@ from dataclasses import dataclass
 OLLAMA_PROBE_TIMEOUT_S = 0.5
 # Ollama model names of embedding models (they cannot chat).
 _EMBEDDING_HINTS = ("embed", "bge", "minilm", "e5-")
-EMBEDDED_DEFAULTS = ("SmolLM2-135M-Instruct", "HuggingFaceTB/SmolLM2-135M-Instruct")
 
 
 @dataclass(frozen=True)
@@ -47,7 +46,7 @@ def model_advice(settings, *, probe_ollama: bool = True) -> ModelAdvice:
     if backend != "huggingface":
         where = {"ollama": f"Ollama at {settings.ollama_host}", "openai": "an OpenAI-compatible server"}
         return ModelAdvice(f"{name} ({where.get(backend, backend)})", small=False)
-    if name not in EMBEDDED_DEFAULTS:
+    if not settings.uses_embedded_model:
         return ModelAdvice(f"{name} (transformers, runs in docchat)", small=False)
     answering = f"{name} (embedded: 135M parameters, runs offline in docchat)"
     found = ollama_chat_models(settings.ollama_host) if probe_ollama else []

@@ -26,10 +26,13 @@ from app.engine.answer import (
 )
 from app.engine.attribution import cite
 from app.engine.guard import (
-    EMPTY, MARKUP, PROMPT_ECHO, UNSUPPORTED_NUMBER, PromptLines, StreamGuard, check_answer, urls,
+    EMPTY, FAKE_QUOTE, MARKUP, PROMPT_ECHO, UNSUPPORTED_NAME, UNSUPPORTED_NUMBER, PromptLines, StreamGuard,
+    check_answer, urls,
 )
-from app.engine.context import Context, context_budget, pack
-from app.engine.evidence import EvidenceFinder, extractive_text, grounding, is_refusal, quoted
+from app.engine.context import Context, context_budget, pack, render_chunk
+from app.engine.evidence import (
+    EvidenceFinder, extractive_text, focused_text, grounding, is_refusal, quote_block, quoted,
+)
 from app.engine.history import history_text, recent_history
 from app.engine.prompts import load_prompts
 from app.engine.retrieval import Retrieval, RetrievalQuery, embed_texts, retrieve
@@ -50,7 +53,7 @@ FOLLOW_UP_OPENERS = ("and ", "but ", "also ", "so ", "then ", "or ", "what about
 # Tokens the chat template adds around messages (role markers).
 TEMPLATE_TOKENS = 24
 # Problems after which the model's answer is not shown at all: quoted evidence replaces it.
-FATAL_PROBLEMS = frozenset({MARKUP, PROMPT_ECHO, EMPTY, UNSUPPORTED_NUMBER})
+FATAL_PROBLEMS = frozenset({MARKUP, PROMPT_ECHO, EMPTY, UNSUPPORTED_NUMBER, UNSUPPORTED_NAME, FAKE_QUOTE})
 # An answer less grounded than this (share of its content words found in the sources) is
 # taken as made up, and quoted evidence replaces it. Tuned on the PostgreSQL set.
 MIN_GROUNDING = 0.5
@@ -71,6 +74,7 @@ class _Turn:
     prompt_tokens: int | None = None
     kind: str = GENERATED
     closest: list[Source] = field(default_factory=list)
+    finder: EvidenceFinder | None = None  # the sources' sentences, embedded once per turn
 
 
 class Engine:
@@ -219,8 +223,8 @@ class Engine:
             return Answer(text=checked.text, sources=[], cited=[], citations="none", thread_id="",
                           rewritten_query="", grounded=False, kind=GENERAL, problems=checked.problems,
                           prompt_tokens=turn.prompt_tokens, tool_calls=turn.tool_calls)
-        checked = check_answer(turn.text, self.prompt_lines, _sources_text(turn.sources))
-        finder = EvidenceFinder(turn.sources, self._embed)
+        checked = check_answer(turn.text, self.prompt_lines, _sources_text(turn.sources), self.prompts.quoted)
+        finder = turn.finder or EvidenceFinder(turn.sources, self._embed)
         for_question = finder.best([question])
         refused = is_refusal(checked.text, self.prompts.not_found)
         strong = bool(for_question) and for_question[0].score >= STRONG_EVIDENCE
@@ -234,6 +238,9 @@ class Engine:
         text, cited, citations = cite(checked.text, turn.sources)
         evidence = finder.best([question, checked.text])
         cited = cited or _evidence_sources(evidence[:1])
+        if self.settings.quote_first and for_question:  # evidence first: the best sentence, quoted
+            text = quote_block(for_question[:1]) + "\n\n" + text
+            cited = list(dict.fromkeys([for_question[0].n, *cited]))
         return Answer(text=text, sources=turn.sources, cited=cited, citations=citations, thread_id="",
                       rewritten_query="", tool_calls=turn.tool_calls, prompt_tokens=turn.prompt_tokens,
                       kind=GENERATED, evidence=evidence, problems=checked.problems,
@@ -319,14 +326,29 @@ class Engine:
             turn.closest = [Source.from_hit(n, hit) for n, hit in enumerate(retrieval.closest, start=1)]
             yield from self._without_context(llm, question, history, turn)
             return
+        turn.sources = context.sources
+        turn.finder = EvidenceFinder(turn.sources, self._embed)
+        chunks = self._focused(question, context, turn.finder)
         messages = [
             SystemMessage(self.prompts.system_prompt()),
             *history,
-            HumanMessage(self.prompts.context.format(chunks=context.text, question=question)),
+            HumanMessage(self.prompts.context.format(chunks=chunks, question=question)),
         ]
-        turn.sources = context.sources
         turn.prompt_tokens = self._prompt_tokens(messages)
         yield from self._stream_model(llm, messages, turn, _sources_text(turn.sources))
+
+    def _focused(self, question: str, context: Context, finder: EvidenceFinder) -> str:
+        """The passages as the model reads them: each cut to its sentences most relevant to the
+        question when DOCCHAT_CONTEXT_SENTENCES says so (a small model answers better from a few
+        focused sentences than from whole chunks: bench/RESULTS-answers.md)."""
+        per_source = self.settings.context_sentences_for_backend
+        focus = finder.focus(question, per_source) if per_source else {}
+        if not focus:
+            return context.text
+        return "\n\n".join(
+            render_chunk(self.prompts, s, focused_text(s.text, focus[s.n]) if s.n in focus else None)
+            for s in context.sources
+        )
 
     def _without_context(self, llm, question, history, turn: _Turn) -> Iterator[Event]:
         """Nothing passed the threshold: say so, or answer marked as general knowledge."""

@@ -1,14 +1,15 @@
 """Context packing: numbered, fenced chunks that fit a token budget.
 
-Documents are untrusted. Each chunk goes inside ``<document n=...>`` ... ``</document>``
-delimiters; anything in a document that looks like those delimiters is defused first, so
-a document cannot close its own fence and speak as the user or the system. The system
-prompt says that text inside the fences is data.
+Documents are untrusted. Each chunk starts with its number and label (``[2] guide.md >
+Install``, prompts/chunk.txt): a plain header that small models do not copy into their
+answers, as they did copy ``<document n="2" source=...>`` fences (compared on the
+PostgreSQL questions: bench/RESULTS-answers.md). Anything in a document that looks like a
+passage header or an old fence is defused first, so a document cannot start a passage of
+its own and speak with another number; the system prompt says that passages are data.
 """
 
 from __future__ import annotations
 
-import html
 import re
 from dataclasses import dataclass, field
 
@@ -21,11 +22,13 @@ from app.engine.tokens import TokenCounter, truncate_to_tokens
 MIN_PARTIAL_TOKENS = 80
 
 _FENCE_LOOKALIKE = re.compile(r"<\s*(/?)\s*(document)", re.IGNORECASE)
+_HEADER_LOOKALIKE = re.compile(r"^(\s*)\[(\d+)\]", re.MULTILINE)
 
 
 def defuse(text: str) -> str:
-    """``text`` with anything resembling a document fence made harmless (and visibly so)."""
-    return _FENCE_LOOKALIKE.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+    """``text`` with anything resembling a passage header or fence made harmless (and visibly so)."""
+    text = _FENCE_LOOKALIKE.sub(lambda m: f"‹{m.group(1)}{m.group(2)}", text)
+    return _HEADER_LOOKALIKE.sub(lambda m: f"{m.group(1)}({m.group(2)})", text)
 
 
 @dataclass
@@ -37,9 +40,10 @@ class Context:
     tokens: int = 0
 
 
-def render_chunk(prompts: Prompts, source: Source) -> str:
-    label = html.escape(source.label(), quote=True)  # a file name cannot break the fence either
-    return prompts.chunk.format(n=source.n, label=label, text=defuse(source.text))
+def render_chunk(prompts: Prompts, source: Source, text: str | None = None) -> str:
+    """One numbered passage as the model sees it (``text``: a focused cut of the source's text)."""
+    label = " ".join(defuse(source.label()).split())  # one line: a file name cannot start a passage
+    return prompts.chunk.format(n=source.n, label=label, text=defuse(source.text if text is None else text))
 
 
 def pack(hits: list, budget: int, prompts: Prompts, count: TokenCounter, first_n: int = 1) -> Context:

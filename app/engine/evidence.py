@@ -26,6 +26,8 @@ TITLE_WORDS = 8
 DENSE_WEIGHT = 0.7
 # Evidence below this score is not shown: it supports nothing.
 MIN_EVIDENCE_SCORE = 0.3
+# ... nor below this share of the best sentence's score: it supports far less than that one.
+RELATIVE_EVIDENCE_SCORE = 0.6
 PER_SOURCE = 2
 # The extractive answer quotes at most this many sentences, and only those scoring at
 # least this share of the best one.
@@ -100,28 +102,64 @@ class EvidenceFinder:
         self.contexts = contexts
         self.vectors = np.asarray(embed(contexts), dtype=np.float32) if contexts else None
 
+    def focus(self, question: str, per_source: int) -> dict[int, list[tuple[int, int]]]:
+        """Per source number, the (start, end) of its ``per_source`` sentences most relevant to
+        ``question``, in reading order: the part of each passage a small model is given."""
+        if self.vectors is None or per_source <= 0:
+            return {}
+        scores = self._scores([question])
+        ranked = sorted(range(len(self.candidates)), key=lambda i: -scores[i])
+        kept: dict[int, list[tuple[int, int]]] = {}
+        for i in ranked:
+            source, start, end = self.candidates[i]
+            spans = kept.setdefault(source.n, [])
+            if len(spans) < per_source:
+                spans.append((start, end))
+        return {n: _merged(sorted(spans)) for n, spans in kept.items()}
+
+    def _scores(self, targets: list[str]) -> np.ndarray:
+        target_vectors = np.asarray(self.embed(targets), dtype=np.float32)
+        dense = (self.vectors @ target_vectors.T).max(axis=1)
+        target_words = set().union(*(content_words(t) for t in targets))
+        shares = np.array([_keyword_share(target_words, c) for c in self.contexts], dtype=np.float32)
+        return DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * shares
+
     def best(self, targets: list[str]) -> list[Evidence]:
         """The sentences that best support ``targets`` (the question, and the answer when there
         is one), at most PER_SOURCE per source, best first."""
         targets = [t for t in targets if t and t.strip()]
         if self.vectors is None or not targets:
             return []
-        target_vectors = np.asarray(self.embed(targets), dtype=np.float32)
-        dense = (self.vectors @ target_vectors.T).max(axis=1)
-        target_words = set().union(*(content_words(t) for t in targets))
+        scores = self._scores(targets)
         scored = [
-            Evidence(n=s.n, text=text, start=start, end=end,
-                     score=round(float(DENSE_WEIGHT * d + (1 - DENSE_WEIGHT) * _keyword_share(target_words, context)), 4))
-            for (s, start, end), text, context, d in zip(self.candidates, self.texts, self.contexts, dense)
-        ]  # fmt: skip
+            Evidence(n=s.n, text=text, start=start, end=end, score=round(float(score), 4))
+            for (s, start, end), text, score in zip(self.candidates, self.texts, scores)
+        ]
         scored.sort(key=lambda e: -e.score)
+        floor = max(MIN_EVIDENCE_SCORE, scored[0].score * RELATIVE_EVIDENCE_SCORE) if scored else 1.0
         kept, per_source = [], {}
         for evidence in scored:
-            if evidence.score < MIN_EVIDENCE_SCORE or per_source.get(evidence.n, 0) >= PER_SOURCE:
+            if evidence.score < floor or per_source.get(evidence.n, 0) >= PER_SOURCE:
                 continue
             per_source[evidence.n] = per_source.get(evidence.n, 0) + 1
             kept.append(evidence)
         return kept
+
+
+def _merged(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Overlapping spans (a widened sentence and its predecessor) joined into one."""
+    merged: list[tuple[int, int]] = []
+    for start, end in spans:
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(end, merged[-1][1]))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def focused_text(text: str, spans: list[tuple[int, int]]) -> str:
+    """The passage cut to ``spans``, gaps marked with an ellipsis."""
+    return " … ".join(" ".join(text[start:end].split()) for start, end in spans)
 
 
 def quoted(evidence: list[Evidence]) -> list[Evidence]:
@@ -143,13 +181,14 @@ def same_words(a: str, b: str) -> bool:
     return bool(wa and wb) and len(wa & wb) / min(len(wa), len(wb)) >= 0.8
 
 
+def quote_block(evidence: list[Evidence]) -> str:
+    """Each sentence as a Markdown quote with its [n]."""
+    return "\n\n".join(f"> {' '.join(e.text.split())} [{e.n}]" for e in evidence)
+
+
 def extractive_text(evidence: list[Evidence], label: str) -> str:
     """The extractive answer: ``label``, then each quoted sentence with its [n]."""
-    lines = [label, ""]
-    for e in quoted(evidence):
-        lines.append(f"> {' '.join(e.text.split())} [{e.n}]")
-        lines.append("")
-    return "\n".join(lines).strip()
+    return f"{label.strip()}\n\n{quote_block(quoted(evidence))}"
 
 
 _REFUSAL = re.compile(

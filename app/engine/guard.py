@@ -27,6 +27,8 @@ PROMPT_ECHO = "prompt_echo"  # a sentence of the system or context prompt
 REPETITION = "repetition"  # the same sentence (or phrase loop) again
 UNSUPPORTED_LINK = "unsupported_link"  # a URL or e-mail address no source contains
 UNSUPPORTED_NUMBER = "unsupported_number"  # a figure no source contains (made up)
+UNSUPPORTED_NAME = "unsupported_name"  # an identifier (snake_case) no source contains (made up)
+FAKE_QUOTE = "fake_quote"  # a "> quote" that is not in the sources, or docchat's own quote label
 EMPTY = "empty"  # nothing left to show
 
 # A sentence is "the same" as another when this share of its words (both ways) is shared.
@@ -80,16 +82,18 @@ def urls(text: str) -> list[str]:
     return [m.group(0).rstrip(".,;:!?") for m in _URL.finditer(text)]
 
 
-_NUMBER = re.compile(r"(?<![\w.\[])\d+(?:[.,]\d+)*(?![\w\]])")
+_NUMBER = re.compile(r"(?<![\w.\[])(\d+(?:[.,]\d+)*)([a-zA-Z%]{0,3})(?![\w\]])")
+_IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
 
 
 _LIST_MARKER = re.compile(r"^\s*\d+[.)](?=\s)", re.MULTILINE)
 
 
 def numbers(text: str) -> list[str]:
-    """The figures in ``text`` (not the [n] of citations, not list numbering), as written."""
+    """The figures in ``text`` with their unit if any ("4MB", "25%"; not the [n] of citations,
+    not list numbering), as written."""
     text = _LIST_MARKER.sub(" ", re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
-    return _NUMBER.findall(text)
+    return ["".join(m) for m in _NUMBER.findall(text)]
 
 
 def _similar(a: list[str], b: list[str]) -> bool:
@@ -189,12 +193,35 @@ class SentenceJudge:
         return [u for u in urls(sentence) if u.lower() not in self.source_text]
 
     def unsupported_numbers(self, sentence: str) -> list[str]:
-        """Figures in the sentence that appear in no source: a small model's made-up facts."""
-        without_links = _URL.sub(" ", sentence)
-        return [n for n in numbers(without_links) if not re.search(rf"(?<![\d.,]){re.escape(n)}(?![\d])", self.source_text)]
+        """Figures in the sentence that appear in no source (with their unit, "40MB" is not
+        "4MB"): a small model's made-up facts."""
+        found = []
+        for figure in numbers(_URL.sub(" ", sentence)):
+            number, unit = re.match(r"([\d.,]+)(.*)", figure).groups()
+            pattern = rf"(?<![\d.,]){re.escape(number)}(?![\d])" + (rf"\s?{re.escape(unit.lower())}" if unit else "")
+            if not re.search(pattern, self.source_text):
+                found.append(figure)
+        return found
+
+    def unsupported_names(self, sentence: str) -> list[str]:
+        """snake_case identifiers in the sentence that no source contains (made-up functions)."""
+        return [name for name in _IDENTIFIER.findall(sentence.lower()) if name not in self.source_text]
+
+    def fake_quote(self, line: str, label: str) -> bool:
+        """A quoted line ("> ...") whose words are not in the sources, or docchat's own label:
+        the model imitating a quoted answer it saw in the conversation."""
+        stripped = line.strip()
+        if label and stripped.lower().startswith(label.lower().rstrip(":")):
+            return True
+        if not stripped.startswith(">"):
+            return False
+        body = " ".join(re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", stripped.lstrip("> ")).split()).lower()
+        return bool(body) and body.rstrip(".") not in " ".join(self.source_text.split())
 
     def suspicious_start(self, partial: str) -> bool:
         """Whether an unfinished sentence must wait until it ends before it is shown."""
+        if partial.lstrip().startswith(">") or "quoted from" in partial.lower():
+            return True  # maybe imitating a quoted answer: judged when the line ends
         if "<" in partial or _MARKUP.search(partial) or _URL.search(partial) or any(
             mark in partial for mark in ("http", "@", "www", "&gt;", "&lt;")
         ):
@@ -225,8 +252,12 @@ def cut_at_next_turn(text: str) -> tuple[str, bool]:
     return text[: match.start()], True
 
 
-def check_answer(text: str, prompt: PromptLines, sources_text: str) -> Checked:
-    """Judge a finished answer sentence by sentence; return the repaired text and the problems."""
+def check_answer(text: str, prompt: PromptLines, sources_text: str, quote_label: str = "") -> Checked:
+    """Judge a finished answer sentence by sentence; return the repaired text and the problems.
+
+    ``quote_label`` is the label of docchat's quoted answers: a model that writes it, or a
+    "> quote" that is not in the sources, is imitating one (``FAKE_QUOTE``).
+    """
     problems: list[str] = []
     text, cut = cut_at_next_turn(text)
     if cut:
@@ -237,6 +268,9 @@ def check_answer(text: str, prompt: PromptLines, sources_text: str) -> Checked:
         if piece.startswith("\n"):
             kept.append(piece)
             continue
+        if judge.fake_quote(piece, quote_label):
+            problems.append(FAKE_QUOTE)
+            continue
         line = []
         for sentence in split_sentences(piece):
             problem = judge.problem(sentence)
@@ -245,6 +279,9 @@ def check_answer(text: str, prompt: PromptLines, sources_text: str) -> Checked:
                 continue
             if judge.unsupported_numbers(sentence):
                 problems.append(UNSUPPORTED_NUMBER)
+                continue
+            if judge.unsupported_names(sentence):
+                problems.append(UNSUPPORTED_NAME)
                 continue
             links = judge.unsupported_links(sentence)
             if links:

@@ -22,6 +22,7 @@ def recent_history(messages: list[Message], budget: int, count: TokenCounter) ->
     used = 0
     pairs = _pairs(messages)
     for question, answer in reversed(pairs):
+        answer = without_quotes(answer)
         q = truncate_to_tokens(question, MAX_TURN_TOKENS, count)
         a = truncate_to_tokens(answer, MAX_TURN_TOKENS, count)
         cost = count(q) + count(a) + 8  # role markers of the chat template
@@ -30,6 +31,17 @@ def recent_history(messages: list[Message], budget: int, count: TokenCounter) ->
         kept[:0] = [HumanMessage(q), AIMessage(a)]
         used += cost
     return kept
+
+
+def without_quotes(answer: str) -> str:
+    """An earlier answer as the model re-reads it: docchat's quoted sentences as plain sentences,
+    without the "> " marks and the label above them, which a small model would otherwise
+    imitate with invented quotes."""
+    lines = [line for line in answer.strip().splitlines() if line.strip()]
+    has_quotes = any(line.lstrip().startswith(">") for line in lines)
+    if has_quotes and lines[0].rstrip().endswith(":") and not lines[0].lstrip().startswith(">"):
+        lines = lines[1:]  # "Quoted from your documents:"
+    return "\n".join(line.lstrip().removeprefix(">").strip() for line in lines)
 
 
 def history_text(history: list[BaseMessage]) -> str:

@@ -81,7 +81,7 @@ def shown_problems(engine, answer) -> list[str]:
     from app.engine.guard import EMPTY, check_answer
 
     sources_text = "\n".join(s.text for s in answer.sources)
-    problems = check_answer(answer.text, engine.prompt_lines, sources_text).problems
+    problems = check_answer(answer.text, engine.prompt_lines, sources_text).problems  # our own label is fine here
     return [p for p in problems if p != EMPTY or answer.text.strip() == ""]
 
 

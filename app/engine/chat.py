@@ -26,8 +26,7 @@ from app.engine.answer import (
 )
 from app.engine.attribution import cite
 from app.engine.guard import (
-    EMPTY, FAKE_QUOTE, MARKUP, PROMPT_ECHO, UNSUPPORTED_NAME, UNSUPPORTED_NUMBER, PromptLines, StreamGuard,
-    check_answer, urls,
+    EMPTY, FAKE_QUOTE, MARKUP, PROMPT_ECHO, PromptLines, StreamGuard, check_answer, urls,
 )
 from app.engine.context import Context, context_budget, pack, render_chunk
 from app.engine.evidence import (
@@ -53,7 +52,9 @@ FOLLOW_UP_OPENERS = ("and ", "but ", "also ", "so ", "then ", "or ", "what about
 # Tokens the chat template adds around messages (role markers).
 TEMPLATE_TOKENS = 24
 # Problems after which the model's answer is not shown at all: quoted evidence replaces it.
-FATAL_PROBLEMS = frozenset({MARKUP, PROMPT_ECHO, EMPTY, UNSUPPORTED_NUMBER, UNSUPPORTED_NAME, FAKE_QUOTE})
+# Others (a repeated sentence, a sentence with a made-up figure, name or link) are repaired by
+# dropping what is wrong; an answer with nothing left is EMPTY.
+FATAL_PROBLEMS = frozenset({MARKUP, PROMPT_ECHO, EMPTY, FAKE_QUOTE})
 # An answer less grounded than this (share of its content words found in the sources) is
 # taken as made up, and quoted evidence replaces it. Tuned on the PostgreSQL set.
 MIN_GROUNDING = 0.5

@@ -15,6 +15,7 @@ import numpy as np
 
 from app.engine.answer import Evidence
 from app.engine.attribution import content_words
+from app.engine.relevance import stems
 
 # Sentences shorter or longer than these (in words) are not quoted as evidence: a heading
 # fragment says nothing, a run-on table row says too much.
@@ -44,39 +45,53 @@ _BOUNDARY = re.compile(r"(?<=[.!?])\s+|\n\s*\n|\n(?=\s*(?:[-*+#>|]|\d+[.)]\s))")
 def sentence_spans(text: str) -> list[tuple[int, int]]:
     """(start, end) of each quotable sentence of ``text`` (offsets into ``text``).
 
-    Questions are left out: a FAQ's question restates the user's, it does not answer it.
+    A sentence that leans on the one before (it opens with "It", "This", ...) or answers the
+    question just before it (a FAQ) is widened to include that sentence: quoted alone it would
+    not say what it is about. Questions themselves are not quotable: a FAQ's question restates
+    the user's, it does not answer it.
     """
-    spans, start = [], 0
+    spans, previous, start = [], None, 0
     for end in [m.start() for m in _BOUNDARY.finditer(text)] + [len(text)]:
-        span = _trimmed(text, start, end)
-        if span is not None:
-            spans.append(span)
+        piece = _trimmed(text, start, end)
         start = end
+        if piece is None:
+            continue
+        piece_start, piece_end = piece
+        if previous and (_LEANS_BACK.match(text, piece_start) or text[previous[0]:previous[1]].endswith("?")):
+            widened = (previous[0], piece_end)
+        else:
+            widened = piece
+        if _quotable(text[piece_start:piece_end]):
+            spans.append(widened)
+        previous = piece
     return spans
 
 
 def _trimmed(text: str, start: int, end: int) -> tuple[int, int] | None:
-    """The span without surrounding blanks and list or heading marks, if it is quotable."""
+    """The span without surrounding blanks and list or heading marks (None for a heading)."""
     while start < end and text[start].isspace():
         start += 1
-    heading = text.startswith("#", start)
-    while start < end and (text[start].isspace() or text[start] in "-*+#>|"):
+    if text.startswith("#", start):
+        return None
+    while start < end and (text[start].isspace() or text[start] in "-*+>|"):
         start += 1
     while end > start and text[end - 1].isspace():
         end -= 1
-    piece = text[start:end]
+    return (start, end) if end > start else None
+
+
+def _quotable(piece: str) -> bool:
+    """A statement of a few words: not a question, not a title, not a run-on table."""
     n_words = len(piece.split())
-    if heading or piece.endswith("?") or n_words < MIN_SENTENCE_WORDS or len(piece) > MAX_SENTENCE_CHARS:
-        return None
-    if n_words < TITLE_WORDS and not piece.endswith((".", "!", ";", ":", ")")):
-        return None  # a title or heading line ("Adding documents: docchat ingest"), not a statement
-    return start, end
+    if piece.endswith("?") or n_words < MIN_SENTENCE_WORDS or len(piece) > MAX_SENTENCE_CHARS:
+        return False
+    return n_words >= TITLE_WORDS or piece.endswith((".", "!", ";", ":", ")"))
 
 
-def _keyword_share(target_words: set[str], sentence: str) -> float:
-    if not target_words:
+def _keyword_share(target_stems: set[str], sentence: str) -> float:
+    if not target_stems:
         return 0.0
-    return len(target_words & content_words(sentence)) / len(target_words)
+    return len(target_stems & stems(sentence)) / len(target_stems)
 
 
 class EvidenceFinder:
@@ -87,20 +102,9 @@ class EvidenceFinder:
 
     def __init__(self, sources, embed):
         self.embed = embed
-        self.candidates = []  # (source, start, end) of each sentence, widened where it leans back
-        contexts = []  # what each sentence is scored by: itself after the sentence before it
-        for source in sources:
-            previous = None
-            for start, end in sentence_spans(source.text):
-                context_start = previous[0] if previous else start
-                if previous and _LEANS_BACK.match(source.text, start):
-                    start = previous[0]  # "It must be descaled ..." needs the sentence naming "it"
-                self.candidates.append((source, start, end))
-                contexts.append(source.text[context_start:end])
-                previous = (start, end)
+        self.candidates = [(s, start, end) for s in sources for start, end in sentence_spans(s.text)]
         self.texts = [s.text[start:end] for s, start, end in self.candidates]
-        self.contexts = contexts
-        self.vectors = np.asarray(embed(contexts), dtype=np.float32) if contexts else None
+        self.vectors = np.asarray(embed(self.texts), dtype=np.float32) if self.texts else None
 
     def focus(self, question: str, per_source: int) -> dict[int, list[tuple[int, int]]]:
         """Per source number, the (start, end) of its ``per_source`` sentences most relevant to
@@ -120,8 +124,8 @@ class EvidenceFinder:
     def _scores(self, targets: list[str]) -> np.ndarray:
         target_vectors = np.asarray(self.embed(targets), dtype=np.float32)
         dense = (self.vectors @ target_vectors.T).max(axis=1)
-        target_words = set().union(*(content_words(t) for t in targets))
-        shares = np.array([_keyword_share(target_words, c) for c in self.contexts], dtype=np.float32)
+        target_stems = set().union(*(stems(t) for t in targets))
+        shares = np.array([_keyword_share(target_stems, t) for t in self.texts], dtype=np.float32)
         return DENSE_WEIGHT * dense + (1 - DENSE_WEIGHT) * shares
 
     def best(self, targets: list[str]) -> list[Evidence]:

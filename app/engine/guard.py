@@ -27,7 +27,7 @@ PROMPT_ECHO = "prompt_echo"  # a sentence of the system or context prompt
 REPETITION = "repetition"  # the same sentence (or phrase loop) again
 UNSUPPORTED_LINK = "unsupported_link"  # a URL or e-mail address no source contains
 UNSUPPORTED_NUMBER = "unsupported_number"  # a figure no source contains (made up)
-UNSUPPORTED_NAME = "unsupported_name"  # an identifier (snake_case) no source contains (made up)
+UNSUPPORTED_NAME = "unsupported_name"  # an identifier, acronym or CamelCase name no source contains
 FAKE_QUOTE = "fake_quote"  # a "> quote" that is not in the sources, or docchat's own quote label
 EMPTY = "empty"  # nothing left to show
 
@@ -83,7 +83,10 @@ def urls(text: str) -> list[str]:
 
 
 _NUMBER = re.compile(r"(?<![\w.\[])(\d+(?:[.,]\d+)*)([a-zA-Z%]{0,3})(?![\w\]])")
-_IDENTIFIER = re.compile(r"\b[a-z][a-z0-9]*(?:_[a-z0-9]+)+\b")
+# Names a source would contain if it were about them: snake_case identifiers, acronyms
+# (JSON, WAL) and CamelCase (PostgreSQL, MongoDB).
+COMMON_CAPITALS = frozenset({"OK", "ID", "IDs", "AM", "PM", "FAQ", "FAQs", "TL", "DR"})
+_IDENTIFIER = re.compile(r"\b(?:[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Z0-9]{1,}s?|[A-Za-z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
 
 
 _LIST_MARKER = re.compile(r"^\s*\d+[.)](?=\s)", re.MULTILINE)
@@ -204,8 +207,10 @@ class SentenceJudge:
         return found
 
     def unsupported_names(self, sentence: str) -> list[str]:
-        """snake_case identifiers in the sentence that no source contains (made-up functions)."""
-        return [name for name in _IDENTIFIER.findall(sentence.lower()) if name not in self.source_text]
+        """Names in the sentence that no source contains: made-up functions, formats, products."""
+        names = [n for n in _IDENTIFIER.findall(_URL.sub(" ", sentence)) if n not in COMMON_CAPITALS]
+        return [n for n in names if not any(re.search(rf"(?<!\w){re.escape(form)}(?!\w)", self.source_text)
+                                            for form in {n.lower(), n.lower().removesuffix("s")})]
 
     def fake_quote(self, line: str, label: str) -> bool:
         """A quoted line ("> ...") whose words are not in the sources, or docchat's own label:
@@ -289,7 +294,10 @@ def check_answer(text: str, prompt: PromptLines, sources_text: str, quote_label:
                 sentence = remove_links(sentence, links)
             if sentence:
                 line.append(sentence)
-        kept.append(" ".join(line))
+        if line:
+            kept.append(" ".join(line))
+        elif kept and kept[-1].startswith("\n"):
+            kept.pop()  # a line dropped whole takes its line break with it
     repaired = re.sub(r"\n{3,}", "\n\n", "".join(kept)).strip()
     if not repaired:
         problems.append(EMPTY)

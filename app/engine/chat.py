@@ -76,6 +76,9 @@ class _Turn:
     kind: str = GENERATED
     closest: list[Source] = field(default_factory=list)
     finder: EvidenceFinder | None = None  # the sources' sentences, embedded once per turn
+    for_question: list[Evidence] = field(default_factory=list)  # the best sentences for the question
+    lead: str = ""  # the quoted sentence streamed before the model's answer (evidence first)
+    query: str = ""  # the standalone question (a follow-up rewritten): what evidence must answer
 
 
 class Engine:
@@ -190,7 +193,7 @@ class Engine:
             embeddings=self.embeddings,
         )
         llm = self._llm_at(temperature, self.settings.max_new_tokens)
-        turn = _Turn()
+        turn = _Turn(query=query)
         if self.uses_tools():
             steps = self._agent_turn(llm, question, history, retrieval, turn)
         else:
@@ -226,7 +229,7 @@ class Engine:
                           prompt_tokens=turn.prompt_tokens, tool_calls=turn.tool_calls)
         checked = check_answer(turn.text, self.prompt_lines, _sources_text(turn.sources), self.prompts.quoted)
         finder = turn.finder or EvidenceFinder(turn.sources, self._embed)
-        for_question = finder.best([question])
+        for_question = turn.for_question if turn.finder else finder.best([turn.query or question])
         refused = is_refusal(checked.text, self.prompts.not_found)
         strong = bool(for_question) and for_question[0].score >= STRONG_EVIDENCE
         if refused and not strong:
@@ -237,10 +240,10 @@ class Engine:
         if refused or fatal or grounding(checked.text, turn.sources) < MIN_GROUNDING:
             return self._extractive(for_question, turn, checked.problems)
         text, cited, citations = cite(checked.text, turn.sources)
-        evidence = finder.best([question, checked.text])
+        evidence = finder.best([turn.query or question, checked.text])
         cited = cited or _evidence_sources(evidence[:1])
-        if self.settings.quote_first and for_question:  # evidence first: the best sentence, quoted
-            text = quote_block(for_question[:1]) + "\n\n" + text
+        if turn.lead:  # the quote that was streamed first
+            text = turn.lead + "\n\n" + text
             cited = list(dict.fromkeys([for_question[0].n, *cited]))
         return Answer(text=text, sources=turn.sources, cited=cited, citations=citations, thread_id="",
                       rewritten_query="", tool_calls=turn.tool_calls, prompt_tokens=turn.prompt_tokens,
@@ -329,7 +332,11 @@ class Engine:
             return
         turn.sources = context.sources
         turn.finder = EvidenceFinder(turn.sources, self._embed)
-        chunks = self._focused(question, context, turn.finder)
+        turn.for_question = turn.finder.best([turn.query or question])
+        if self.settings.quote_first and turn.for_question:  # evidence first, before the model speaks
+            turn.lead = quote_block(turn.for_question[:1])
+            yield Token(turn.lead + "\n\n")
+        chunks = self._focused(turn.query or question, context, turn.finder)
         messages = [
             SystemMessage(self.prompts.system_prompt()),
             *history,

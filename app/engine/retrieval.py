@@ -14,11 +14,13 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from app.engine.fusion import add_keyword_hits
-from app.engine.relevance import Relevance, judge
+from app.engine.relevance import Relevance, judge, keyword_coverage
 
 # Chunks sharing this much of their wording are the same passage seen twice (a page
 # copied into two files, overlapping chunks of one file): the model needs it once.
 NEAR_DUPLICATE_JACCARD = 0.8
+# Below the usual floor, a chunk must hold this share of the question's words to be kept.
+RELIEF_COVERAGE = 0.5
 
 
 @dataclass
@@ -78,8 +80,9 @@ def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
     # chunks down to the lower floor stay: cutting every chunk at the threshold would drop
     # keyword hits whose wording matches but whose cosine is modest (bench/RESULTS-retrieval.md).
     relevance = judge(query, candidates, store)
-    floor = min(query.min_chunk_score, relevance.needed)
-    passing = [h for h in candidates if h.score >= floor] if relevance.answerable else []
+    floor = min(query.min_chunk_score, query.score_threshold)
+    passing = [h for h in candidates if h.score >= floor or _earns_relief(query, h, relevance)] \
+        if relevance.answerable else []
     distinct = drop_near_duplicates(passing)
     if query.search_type == "mmr":
         chosen = select_mmr(distinct, vector, store, query.k, query.mmr_lambda)
@@ -87,6 +90,11 @@ def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
         chosen = distinct[: query.k]
     closest = sorted(drop_near_duplicates(candidates[: query.fetch_k]), key=lambda h: -h.score)[: query.k]
     return Retrieval(hits=chosen, ms=(time.perf_counter() - start) * 1000, closest=closest, relevance=relevance)
+
+
+def _earns_relief(query: RetrievalQuery, hit, relevance: Relevance) -> bool:
+    """A chunk below the usual floor is kept only if it holds the question's words itself."""
+    return hit.score >= relevance.needed and keyword_coverage(query.text, [hit.text]) >= RELIEF_COVERAGE
 
 
 def embed_query(embeddings, text: str) -> np.ndarray:

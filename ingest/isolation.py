@@ -1,6 +1,7 @@
-"""Parse untrusted PDF and DOCX files in a child process, under a time limit and a memory cap.
+"""Parse untrusted files in a child process, under a time limit and a memory cap.
 
-A crafted file can send pypdf or python-docx into minutes of work or gigabytes of memory. The
+A crafted file can send pypdf, python-docx or a regular expression into minutes of work or
+gigabytes of memory; one such file must cost its own time limit, never the whole ingest. The
 child (forked from a small, thread-free fork server) caps its address space with RLIMIT_AS;
 the parent stops waiting after ``DOCCHAT_PARSE_TIMEOUT_S`` and kills it. The result comes back
 as JSON, never pickle, so a compromised child cannot run code in the parent.
@@ -16,19 +17,21 @@ from pathlib import Path
 from ingest.documents import ParsedDocument, UnreadableFile
 
 MEMORY_LIMIT_BYTES = 2 << 30
-PRELOAD = ["ingest.loaders", "pypdf", "docx"]
+PRELOAD = ["ingest.loaders", "pypdf", "docx", "lxml.html", "charset_normalizer", "csv"]
 
 
 def _child(conn, kind: str, path: str, memory_limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-    from ingest.loaders import parse_isolated_format
+    from ingest.loaders import parse_file
 
     try:
-        result = {"document": parse_isolated_format(kind, Path(path)).to_json()}
+        result = {"document": parse_file(kind, Path(path)).to_json()}
     except UnreadableFile as exc:
         result = {"error": str(exc)}
     except MemoryError:
         result = {"error": f"parsing needed more than {memory_limit >> 20} MiB of memory"}
+    except OSError as exc:
+        result = {"error": f"unreadable ({exc.strerror or exc})"}
     except Exception as exc:  # any parser failure is this file's problem only
         result = {"error": f"parser failed ({type(exc).__name__}: {exc})"}
     conn.send_bytes(json.dumps(result).encode())

@@ -177,8 +177,8 @@ def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: S
         old = catalog.get(disk.source)
         if old is not None and (old.size, old.mtime_ns) == (disk.size, disk.mtime_ns):
             summary.unchanged.append(disk.source)  # skipped without reading
-        elif loaders.format_of(disk.path) is None:
-            summary.skipped.append((disk.source, f"unsupported file type {disk.path.suffix or '(no extension)'}"))
+        elif loaders.format_of(Path(disk.source)) is None:  # the name in the folder, not a link's target
+            summary.skipped.append((disk.source, f"unsupported file type {Path(disk.source).suffix or '(no extension)'}"))
         elif disk.size > settings.max_file_mb * 1024 * 1024:
             summary.failed.append((disk.source, f"too large ({disk.size / 1048576:.1f} MB > DOCCHAT_MAX_FILE_MB={settings.max_file_mb:g})"))
         else:
@@ -257,11 +257,11 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, p
 def _parse_file(change: _Change, settings: "Settings") -> ParsedDocument | str:
     """The parsed document, or why the file cannot be ingested."""
     try:
-        document = parse_in_child(loaders.format_of(change.disk.path), change.disk.path, settings.parse_timeout_s)
+        document = parse_in_child(loaders.format_of(Path(change.disk.source)), change.disk.path, settings.parse_timeout_s)
     except UnreadableFile as exc:
         return str(exc)
     if document.is_empty:
-        return "empty: no text found" + (" (a scanned PDF has no text layer)" if change.disk.path.suffix.lower() == ".pdf" else "")
+        return "empty: no text found" + (" (a scanned PDF has no text layer)" if change.disk.source.lower().endswith(".pdf") else "")
     return document
 
 

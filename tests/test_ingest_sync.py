@@ -282,22 +282,24 @@ CHILD = textwrap.dedent("""
     def checkpoint(name):
         if name == sys.argv[1]:
             print("AT " + name, flush=True)
-            sys.stdin.readline()  # hold here (lock included) until the test says go, or kills us
+            sys.stdin.readline()  # hold here until the test says go, or kills us
 
     writer.checkpoint = checkpoint
-    from app.config import load_settings
-    from ingest.sync import sync
 
-    summary = sync(load_settings(env_file=None), [Path(sys.argv[2])])
-    print("DONE", summary.generation, flush=True)
+    if __name__ == "__main__":  # files are parsed in child processes, which import this module
+        from app.config import load_settings
+        from ingest.sync import sync
+
+        summary = sync(load_settings(env_file=None), [Path(sys.argv[2])], full=sys.argv[3:] == ["full"])
+        print("DONE", summary.generation, flush=True)
 """)
 
 
-def start_paused_ingest(tmp_path: Path, docs: Path, point: str) -> subprocess.Popen:
+def start_paused_ingest(tmp_path: Path, docs: Path, point: str, *, full: bool = False) -> subprocess.Popen:
     script = tmp_path / "child_ingest.py"
     script.write_text(CHILD)
-    child = subprocess.Popen([sys.executable, str(script), point, str(docs)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, str(script), point, str(docs)] + (["full"] if full else []),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = child.stdout.readline()
     if line.strip() != f"AT {point}":
         child.kill()

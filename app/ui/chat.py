@@ -13,7 +13,7 @@ from pathlib import Path
 import streamlit as st
 
 from app.errors import DocchatError
-from app.ui.sanitize import escape_markdown, file_inside, safe_markdown, safe_markdown_piece
+from app.ui.sanitize import downloadable_file, escape_markdown, safe_markdown, safe_markdown_piece
 
 
 @dataclass
@@ -25,7 +25,7 @@ class ChatOptions:
     k: int | None = None
     temperature: float | None = None
     score_threshold: float | None = None
-    allowed_roots: set[str] = field(default_factory=set)  # ingested folders: downloads stay inside
+    indexed_files: set[tuple[str, str]] = field(default_factory=set)  # (root, source): only these download
 
 
 def show_error(error: Exception) -> None:
@@ -121,7 +121,7 @@ def render_source(source, cited: list[int], options: ChatOptions, *, key: str) -
             where.append(f"Section: {source.heading}")
         where.append(f"Score: {source.score:.3f}")
         st.caption(escape_markdown(" · ".join(where)))
-        path = file_inside(source.root, source.source, options.allowed_roots)
+        path = downloadable_file(source.root, source.source, options.indexed_files)
         if path is not None:
             st.download_button(
                 "Download the file",

@@ -116,6 +116,17 @@ def kill_during(point: str, docs: Path, full: bool, delay: float) -> str:
     return "finished" if "DONE" in out else point
 
 
+def time_child_sync(docs: Path) -> float:
+    """Seconds from a child's START to its DONE (a sync that runs to the end)."""
+    process = start_child("nowhere", docs, full=True)
+    process.stdout.readline()
+    started = time.perf_counter()
+    out, err = process.communicate()
+    if "DONE" not in out:
+        raise RuntimeError(f"the child sync failed: {err[-2000:]}")
+    return time.perf_counter() - started
+
+
 # -- the loop ----------------------------------------------------------------------------------
 def run(trials: int, seed: int, work: Path, quiet: bool = False) -> dict:
     os.environ["DOCCHAT_DATA_DIR"] = str(work / "data")
@@ -134,9 +145,11 @@ def run(trials: int, seed: int, work: Path, quiet: bool = False) -> dict:
         sync(clean, [docs], embeddings=HashedEmbeddings())
         expected.append(contents(clean))
     write_version(docs, 0)
-    started = time.perf_counter()
     sync(settings, [docs], embeddings=HashedEmbeddings())
-    one_sync_s = time.perf_counter() - started
+    write_version(docs, 1)
+    child_sync_s = time_child_sync(docs)  # random kills land within a child's sync
+    write_version(docs, 0)
+    sync(settings, [docs], embeddings=HashedEmbeddings())
     rng = random.Random(seed)
     figures = {"trials": 0, "inconsistent": 0, "no_index": 0, "not_repaired": 0, "killed_at": {}, "full": 0}
     version, started = 0, time.perf_counter()
@@ -145,7 +158,7 @@ def run(trials: int, seed: int, work: Path, quiet: bool = False) -> dict:
         point = POINTS[trial % len(POINTS)] if trial % 3 else "random"
         before, version = expected[version], 1 - version
         write_version(docs, version)
-        where = kill_during(point, docs, full, rng.uniform(0.3, 0.3 + 3 * one_sync_s))
+        where = kill_during(point, docs, full, rng.uniform(0.0, child_sync_s))
         figures["trials"] += 1
         figures["full"] += full
         figures["killed_at"][where] = figures["killed_at"].get(where, 0) + 1
@@ -178,11 +191,12 @@ def main() -> None:
         return
     with tempfile.TemporaryDirectory(prefix="killloop-") as work:
         figures = run(args.trials, args.seed, Path(work))
-    print(f"\n| trials | of them --full | inconsistent states | no searchable index | not repaired | seconds |")
+    print("\n| trials | of them --full | inconsistent states | no searchable index | not repaired | seconds |")
     print("|---|---|---|---|---|---|")
     print(f"| {figures['trials']} | {figures['full']} | {figures['inconsistent']} | {figures['no_index']} | "
           f"{figures['not_repaired']} | {figures['seconds']} |")
-    print("killed at:", ", ".join(f"{k} {v}" for k, v in sorted(figures["killed_at"].items())))
+    print("killed at:", ", ".join(f"{k} {v}" for k, v in sorted(figures["killed_at"].items())),
+          "('random': at a random moment of the sync; 'finished': the random moment came after its end)")
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from ingest import loaders
 from ingest.documents import ParsedDocument, UnreadableFile
 from ingest.embedder import GROUP_SIZE, Embedder
 from ingest.isolation import parse_in_child
-from ingest.scan import DiskFile, Scope, printable_name, scopes_for, walk
+from ingest.scan import DiskFile, Scope, scopes_for, walk
 from ingest.splitter import Chunk, make_splitter, split_document
 from vectorstore import writer as index_writer
 from vectorstore.layout import file_sha256
@@ -156,7 +156,7 @@ def _default_folder(settings: "Settings", notes: list[str]) -> Path:
     if not folder.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
         notes.append(f"Created the documents folder {folder}: it is empty. Put documents in it, or "
-                             "give folders: `docchat ingest FOLDER ...`.")
+                     "give folders: `docchat ingest FOLDER ...`.")
     return folder
 
 

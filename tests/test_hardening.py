@@ -351,3 +351,16 @@ def test_ingest_refuses_a_damaged_pointer_with_a_printable_message(settings, doc
     with pytest.raises(StoreError) as error:
         sync(settings, [docs], embeddings=embeddings)
     assert json.dumps(str(error.value))  # printable: no raw bytes in the message
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("damage", ["CURRENT FIFO", "manifest 200k deep"])
+def test_the_page_shows_the_same_damage_message_and_fix_without_hanging(settings, docs, embeddings, damage):
+    from tests.test_ui_page import page, texts
+
+    sync(settings, [docs], embeddings=embeddings)
+    DAMAGE[damage](settings.index_path, layout.current_generation(settings.index_path), None)
+    at = page()
+    shown = texts(at)
+    assert not at.exception
+    assert "The index is damaged" in shown and "docchat ingest --full" in shown

@@ -104,9 +104,12 @@ def test_a_second_ingest_runs_while_the_first_embeds_and_both_land(settings, doc
     child = start_paused_ingest(tmp_path, docs, "embedded")  # parsed and embedded, lock not taken
     monkeypatch.setenv("DOCCHAT_INGEST_LOCK_TIMEOUT_S", "0.2")
     assert main(["ingest", str(other)]) == 0  # needs the lock only to publish: free
+    saved, summary = library.add_uploads(settings, [Upload("up.md", b"# Up\n\n" + paragraph("uploads").encode())],
+                                         embeddings=embeddings)  # so does an upload from the page
+    assert summary.added == ["up.md"]
     out, err = child.communicate("go\n")
     assert out.startswith("DONE"), err[-2000:]
-    assert {root for root, _ in contents(settings)} == {str(docs), str(other)}
+    assert {root for root, _ in contents(settings)} == {str(docs), str(other), str(settings.docs_path)}
 
 
 @pytest.mark.slow

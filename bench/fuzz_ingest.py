@@ -90,7 +90,7 @@ def fuzz(inputs: int, seed: int, timeout_s: float, keep: Path | None = None) -> 
     seeds = seed_files()
     kinds = sorted(seeds)
     splitter = make_splitter(1000, 150)
-    figures = Counter()
+    figures = Counter({name: 0 for name in ("inputs", "bytes", "parsed", "refused", "crashes", "hangs", "max_ms")})
     reasons = Counter()
     work = Path(tempfile.mkdtemp(prefix="fuzz-"))
     mutation = st.tuples(st.sampled_from(["flip", "insert", "delete", "repeat", "splice"]),

@@ -10,6 +10,7 @@ as JSON, never pickle, so a compromised child cannot run code in the parent.
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
 import resource
 from pathlib import Path
@@ -22,6 +23,8 @@ PRELOAD = ["ingest.loaders", "pypdf", "docx", "lxml.html", "charset_normalizer",
 
 def _child(conn, kind: str, path: str, memory_limit: int) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
+    # pypdf logs a warning per oddity of a broken file; the summary reports the file once.
+    logging.disable(logging.WARNING)
     from ingest.loaders import parse_file
 
     try:

@@ -6,7 +6,7 @@ Each input is a real seed file (written here: Markdown, HTML, CSV, reStructuredT
 a PDF from fpdf2, a DOCX from python-docx) put through up to eight mutations that hypothesis
 draws: flipped bytes, inserted bytes, deleted spans, a span repeated up to 3,000 times (long
 lines, deep nesting), splices from another format. It then goes through what ``sync`` does
-with one file: ``parse_in_child`` under the time limit, then ``split_document``. Counted:
+with one file: a ``Parser`` worker under the time limit, then ``split_document``. Counted:
   - hangs: the parent waited more than the time limit + 5 s for one file
   - crashes: anything but a document or an ``UnreadableFile`` reason reached the parent
   - refused: files reported unreadable with a reason (corrupt, binary, timeout, ...)
@@ -84,7 +84,7 @@ def fuzz(inputs: int, seed: int, timeout_s: float, keep: Path | None = None) -> 
     from hypothesis import seed as fixed_seed
 
     from ingest.documents import UnreadableFile
-    from ingest.isolation import parse_in_child
+    from ingest.isolation import Parser
     from ingest.splitter import make_splitter, split_document
 
     seeds = seed_files()
@@ -109,7 +109,7 @@ def fuzz(inputs: int, seed: int, timeout_s: float, keep: Path | None = None) -> 
         figures["bytes"] += len(data)
         started = time.perf_counter()
         try:
-            document = parse_in_child(kind, path, timeout_s)
+            document = parser.parse(kind, path)
             split_document(document, root=str(work), source=path.name, splitter=splitter, embed_headings=True)
             figures["parsed"] += 1
         except UnreadableFile as exc:
@@ -126,7 +126,8 @@ def fuzz(inputs: int, seed: int, timeout_s: float, keep: Path | None = None) -> 
         path.unlink()
 
     started = time.perf_counter()
-    one()
+    with Parser(timeout_s, workers=1) as parser:  # one worker, replaced after a timeout or crash, as in sync
+        one()
     figures["seconds"] = round(time.perf_counter() - started, 1)
     work.rmdir()
     return {**figures, "reasons": dict(reasons.most_common(8))}

@@ -1,6 +1,6 @@
 """One parser per file format: bytes in, a ``ParsedDocument`` (title + sections) out.
 
-Every format is parsed in a child process under a time and memory limit (see ``isolation``):
+Every format is parsed in a worker process under a time and memory limit (see ``isolation``):
 PDF and DOCX parsers can be driven into huge memory or time by a crafted file, and a text
 format's parser is only as safe as its slowest regular expression. The text parsers here are
 also written to be linear (no nested quantifiers that can backtrack), so the limit is a

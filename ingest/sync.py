@@ -31,7 +31,7 @@ from app.errors import DocchatError
 from ingest import loaders
 from ingest.documents import ParsedDocument, UnreadableFile
 from ingest.embedder import GROUP_SIZE, Embedder
-from ingest.isolation import parse_in_child
+from ingest.isolation import Parser
 from ingest.scan import DiskFile, Scope, scopes_for, walk
 from ingest.splitter import Chunk, make_splitter, split_document
 from vectorstore import writer as index_writer
@@ -238,11 +238,11 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, p
     def parse_one(change: _Change) -> ParsedDocument | str:
         key = (change.scope.key, change.disk.source, change.sha256)
         if key not in prepared.parsed:
-            prepared.parsed[key] = _parse_file(change, settings)
+            prepared.parsed[key] = _parse_file(parser, change)
         return prepared.parsed[key]
 
-    # Two workers: each file parses in its own child process, one per core.
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # Two threads feeding two worker processes: one per core.
+    with Parser(settings.parse_timeout_s, workers=2) as parser, ThreadPoolExecutor(max_workers=2) as pool:
         for n, (change, result) in enumerate(zip(changes, pool.map(parse_one, changes)), start=1):
             report({"stage": "parse", "file": change.disk.source, "done": n, "total": len(changes)})
             if isinstance(result, str):
@@ -254,10 +254,10 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, p
                                            splitter=splitter, embed_headings=settings.embed_headings)
 
 
-def _parse_file(change: _Change, settings: "Settings") -> ParsedDocument | str:
+def _parse_file(parser: Parser, change: _Change) -> ParsedDocument | str:
     """The parsed document, or why the file cannot be ingested."""
     try:
-        document = parse_in_child(loaders.format_of(Path(change.disk.source)), change.disk.path, settings.parse_timeout_s)
+        document = parser.parse(loaders.format_of(Path(change.disk.source)), change.disk.path)
     except UnreadableFile as exc:
         return str(exc)
     if document.is_empty:

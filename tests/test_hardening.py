@@ -26,7 +26,7 @@ from app.ui import library
 from app.ui.sanitize import downloadable_file, file_inside, safe_filename
 from app.ui.uploads import Upload, save_uploads
 from ingest.documents import UnreadableFile
-from ingest.isolation import parse_in_child
+from ingest.isolation import Parser
 from ingest.loaders import parse_markdown
 from ingest.sync import sync
 from tests.test_ingest_sync import contents, paragraph, start_paused_ingest, write_docs
@@ -60,12 +60,15 @@ def test_markdown_atx_headings(line, heading):
     assert (document.sections[0].heading if heading else None) == heading
 
 
-def test_a_parser_that_never_returns_is_stopped_by_the_time_limit(tmp_path):
+def test_a_parser_that_never_returns_is_stopped_and_the_next_file_parses(tmp_path):
     fifo = tmp_path / "never.md"
-    os.mkfifo(fifo)  # the child's read blocks forever: a stand-in for any parser that hangs
+    os.mkfifo(fifo)  # the worker's read blocks forever: a stand-in for any parser that hangs
+    (tmp_path / "fine.md").write_text("# Fine\n\nParsed by a fresh worker.")
     started = time.perf_counter()
-    with pytest.raises(UnreadableFile, match="longer than DOCCHAT_PARSE_TIMEOUT_S=0.5 s"):
-        parse_in_child("markdown", fifo, timeout_s=0.5)
+    with Parser(timeout_s=0.5, workers=1) as parser:
+        with pytest.raises(UnreadableFile, match="longer than DOCCHAT_PARSE_TIMEOUT_S=0.5 s"):
+            parser.parse("markdown", fifo)
+        assert parser.parse("markdown", tmp_path / "fine.md").title == "Fine"  # the stuck worker was replaced
     assert time.perf_counter() - started < 10
 
 

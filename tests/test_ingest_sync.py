@@ -99,7 +99,7 @@ def test_unchanged_corpus_over_three_batches_is_neither_read_nor_embedded(settin
 
     reads = []
     monkeypatch.setattr(sync_module, "file_sha256", lambda path: reads.append(path))
-    monkeypatch.setattr(sync_module, "parse_in_child", lambda kind, path, timeout: reads.append(path))
+    monkeypatch.setattr(sync_module, "_parse_file", lambda parser, change: reads.append(change))
     again = sync(settings, [docs], embeddings=counting)
     assert len(again.unchanged) == 14 and reads == []
     assert (counting._client.calls, counting.texts) == (calls_before, texts_before)

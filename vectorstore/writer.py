@@ -95,6 +95,7 @@ class IndexWriter:
         for db in (self._db, self._base_db):
             if db is not None:
                 db.close()
+        self._index = None  # sync's unlocked snapshot must not keep a second copy of the vectors alive
         if self._work is not None:  # not committed: the copy is garbage
             shutil.rmtree(self._work, ignore_errors=True)
         if self._lock is not None:

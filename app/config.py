@@ -83,7 +83,8 @@ class Settings(BaseSettings):
     max_file_mb: float = Field(50.0, gt=0)
     parse_timeout_s: float = Field(60.0, gt=0)
     embed_headings: bool = True  # embed "title > heading path" before each chunk's text
-    ingest_lock_timeout_s: float = Field(10.0, ge=0)  # how long a second ingest waits for the first
+    ingest_lock_timeout_s: float = Field(60.0, ge=0)  # how long an ingest waits for another one to publish
+    follow_external_symlinks: bool = False  # follow links to files outside the ingested folder
 
     # Retrieval and answering
     k: int = Field(4, ge=1, le=100)

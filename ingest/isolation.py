@@ -1,38 +1,61 @@
-"""Parse untrusted PDF and DOCX files in a child process, under a time limit and a memory cap.
+"""Parse untrusted files in worker processes, each file under a time limit, each worker under a memory cap.
 
-A crafted file can send pypdf or python-docx into minutes of work or gigabytes of memory. The
-child (forked from a small, thread-free fork server) caps its address space with RLIMIT_AS;
-the parent stops waiting after ``DOCCHAT_PARSE_TIMEOUT_S`` and kills it. The result comes back
-as JSON, never pickle, so a compromised child cannot run code in the parent.
+A crafted file can send pypdf, python-docx or a regular expression into minutes of work or
+gigabytes of memory; one such file must cost its own time limit, never the whole ingest. A
+worker (forked from a small, thread-free fork server) caps its address space with RLIMIT_AS
+and parses file after file, so no process is started per file (that cost ~25 ms a file, a
+tenth of a large ingest). The parent stops waiting for a file after
+``DOCCHAT_PARSE_TIMEOUT_S`` and kills that worker; a worker that crashed, ran out of memory
+or was killed is replaced before the next file. Requests and results are JSON, never pickle,
+so a compromised worker cannot run code in the parent.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import multiprocessing
+import queue
 import resource
 from pathlib import Path
 
 from ingest.documents import ParsedDocument, UnreadableFile
 
 MEMORY_LIMIT_BYTES = 2 << 30
-PRELOAD = ["ingest.loaders", "pypdf", "docx"]
+PRELOAD = ["ingest.loaders", "pypdf", "docx", "lxml.html", "charset_normalizer", "csv"]
 
 
-def _child(conn, kind: str, path: str, memory_limit: int) -> None:
+def _serve(conn, memory_limit: int) -> None:
+    """The worker's loop: one [kind, path] request in, one JSON result out, until the pipe closes."""
     resource.setrlimit(resource.RLIMIT_AS, (memory_limit, memory_limit))
-    from ingest.loaders import parse_isolated_format
+    # pypdf logs a warning per oddity of a broken file; the summary reports the file once.
+    logging.disable(logging.WARNING)
+    while True:
+        try:
+            kind, path = json.loads(conn.recv_bytes())
+        except EOFError:
+            return
+        result = _parse_to_json(kind, Path(path), memory_limit)
+        conn.send_bytes(json.dumps(result).encode())
+        if result.get("fatal"):
+            return  # after a MemoryError the heap may be in any state: the next file gets a fresh worker
+
+
+def _parse_to_json(kind: str, path: Path, memory_limit: int) -> dict:
+    from ingest.loaders import parse_file
 
     try:
-        result = {"document": parse_isolated_format(kind, Path(path)).to_json()}
+        return {"document": parse_file(kind, path).to_json()}
     except UnreadableFile as exc:
-        result = {"error": str(exc)}
+        return {"error": str(exc)}
     except MemoryError:
-        result = {"error": f"parsing needed more than {memory_limit >> 20} MiB of memory"}
+        return {"error": f"parsing needed more than {memory_limit >> 20} MiB of memory", "fatal": True}
+    except OSError as exc:
+        return {"error": f"unreadable ({exc.strerror or exc})"}
+    except RecursionError:
+        return {"error": "parser failed (structure nested too deep)", "fatal": True}
     except Exception as exc:  # any parser failure is this file's problem only
-        result = {"error": f"parser failed ({type(exc).__name__}: {exc})"}
-    conn.send_bytes(json.dumps(result).encode())
-    conn.close()
+        return {"error": f"parser failed ({type(exc).__name__}: {exc})"}
 
 
 def _context():
@@ -41,25 +64,84 @@ def _context():
     return context
 
 
+class _Worker:
+    """One worker process and the parent's end of its pipe."""
+
+    def __init__(self, memory_limit: int):
+        context = _context()
+        self.conn, child_end = context.Pipe(duplex=True)
+        self.process = context.Process(target=_serve, args=(child_end, memory_limit), daemon=True)
+        self.process.start()
+        child_end.close()
+
+    def parse(self, kind: str, path: Path, timeout_s: float) -> dict:
+        """The worker's JSON result; stops the worker and raises ``UnreadableFile`` on a timeout or crash."""
+        try:
+            self.conn.send_bytes(json.dumps([kind, str(path)]).encode())
+            if not self.conn.poll(timeout_s):
+                self.stop()
+                raise UnreadableFile(f"parsing took longer than DOCCHAT_PARSE_TIMEOUT_S={timeout_s:g} s; stopped")
+            result = json.loads(self.conn.recv_bytes())
+        except (EOFError, BrokenPipeError, ConnectionResetError):
+            self.process.join(5)
+            code = self.process.exitcode
+            self.stop()
+            raise UnreadableFile(f"the parser crashed (exit status {code})") from None
+        if result.get("fatal"):
+            self.stop()
+        return result
+
+    @property
+    def alive(self) -> bool:
+        return not self.conn.closed and self.process.is_alive()
+
+    def stop(self) -> None:
+        self.conn.close()
+        if self.process.is_alive():
+            self.process.kill()
+        self.process.join()
+
+
+class Parser:
+    """Parses files of any format in up to ``workers`` worker processes, from any thread.
+
+    Use as a context manager; leaving it stops the workers.
+    """
+
+    def __init__(self, timeout_s: float, memory_limit: int = MEMORY_LIMIT_BYTES, workers: int = 2):
+        self.timeout_s = timeout_s
+        self.memory_limit = memory_limit
+        self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
+        for _ in range(workers):
+            self._idle.put(None)  # a slot: its worker starts on first use
+        self._started: list[_Worker] = []
+
+    def __enter__(self) -> "Parser":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for worker in self._started:
+            worker.stop()
+
+    def parse(self, kind: str, path: Path) -> ParsedDocument:
+        """Parse one file; raises ``UnreadableFile`` with the reason on any failure."""
+        worker = self._idle.get()
+        try:
+            if worker is None or not worker.alive:
+                worker = _Worker(self.memory_limit)
+                self._started.append(worker)
+            result = worker.parse(kind, path, self.timeout_s)
+        finally:
+            self._idle.put(worker)
+        if "error" in result:
+            raise UnreadableFile(str(result["error"]))
+        try:
+            return ParsedDocument.from_json(result["document"])
+        except (KeyError, TypeError, ValueError):  # only a broken worker answers like this
+            raise UnreadableFile("the parser returned a malformed result") from None
+
+
 def parse_in_child(kind: str, path: Path, timeout_s: float, memory_limit: int = MEMORY_LIMIT_BYTES) -> ParsedDocument:
-    """Parse one file in a fresh child; raises ``UnreadableFile`` with the reason on any failure."""
-    context = _context()
-    receiver, sender = context.Pipe(duplex=False)
-    child = context.Process(target=_child, args=(sender, kind, str(path), memory_limit), daemon=True)
-    child.start()
-    sender.close()
-    try:
-        if not receiver.poll(timeout_s):
-            raise UnreadableFile(f"parsing took longer than DOCCHAT_PARSE_TIMEOUT_S={timeout_s:g} s; stopped")
-        result = json.loads(receiver.recv_bytes())
-    except EOFError:
-        child.join()
-        raise UnreadableFile(f"the parser crashed (exit status {child.exitcode})") from None
-    finally:
-        receiver.close()
-        if child.is_alive():
-            child.kill()
-        child.join()
-    if "error" in result:
-        raise UnreadableFile(result["error"])
-    return ParsedDocument.from_json(result["document"])
+    """Parse one file in a fresh worker; raises ``UnreadableFile`` with the reason on any failure."""
+    with Parser(timeout_s, memory_limit, workers=1) as parser:
+        return parser.parse(kind, path)

@@ -1,12 +1,15 @@
 """One parser per file format: bytes in, a ``ParsedDocument`` (title + sections) out.
 
-Text-like formats parse in-process from bytes already read for hashing. PDF and DOCX parse
-in a child process (see ``isolation``) because their parsers can be driven into huge memory or
-time by a crafted file.
+Every format is parsed in a worker process under a time and memory limit (see ``isolation``):
+PDF and DOCX parsers can be driven into huge memory or time by a crafted file, and a text
+format's parser is only as safe as its slowest regular expression. The text parsers here are
+also written to be linear (no nested quantifiers that can backtrack), so the limit is a
+backstop, not the plan.
 """
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import re
@@ -21,9 +24,20 @@ ISOLATED_SUFFIXES = {".pdf": "pdf", ".docx": "docx"}
 SUPPORTED = {**TEXT_SUFFIXES, **ISOLATED_SUFFIXES}
 
 # A DOCX is a zip: refuse archives that would inflate far beyond their size (zip bombs).
+# Real documents' XML compresses 5-20x (images not at all); python-docx needs tens of seconds
+# for ~10 MB of XML, so an archive inflating more than 50x to over 4 MB is refused up front
+# rather than costing a parse timeout on every sync (a 61 KB file inflating to 9.5 MB is 155x).
 MAX_DOCX_UNCOMPRESSED = 500 * 1024 * 1024
-MAX_DOCX_RATIO = 200
+MAX_DOCX_RATIO = 50
+MAX_DOCX_RATIO_FLOOR = 4 << 20  # below this many inflated bytes any ratio is cheap to parse
 MAX_DOCX_ENTRIES = 10_000
+# Binary sniffing over the first bytes: text has (almost) no control characters but tab,
+# newlines, form feed and escape; random or binary data has ~11 % of them.
+SNIFF_BYTES = 8192
+MAX_CONTROL_SHARE = 0.05
+_TEXT_CONTROLS = frozenset(b"\t\n\r\f\v\x1b\x08")
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),  # UTF-32 LE starts like UTF-16 LE
+         (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16"))
 
 
 def format_of(path: Path) -> str | None:
@@ -33,15 +47,38 @@ def format_of(path: Path) -> str | None:
 def parse_bytes(kind: str, data: bytes, name: str) -> ParsedDocument:
     """Parse a text-like format (markdown, text, rst, html, csv) from its bytes."""
     if kind == "html":
+        if _bom_encoding(data):
+            return parse_html(decode_text(data).encode("utf-8"), name)
+        refuse_binary(data)
         return parse_html(data, name)
     text = decode_text(data)
     return {"markdown": parse_markdown, "text": parse_text, "rst": parse_rst, "csv": parse_csv}[kind](text, name)
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes to text: UTF-8 when valid, else charset detection; binary content is refused."""
-    if b"\x00" in data[:8192]:
+def _bom_encoding(data: bytes) -> str | None:
+    return next((encoding for bom, encoding in _BOMS if data.startswith(bom)), None)
+
+
+def refuse_binary(data: bytes) -> None:
+    """``UnreadableFile`` for bytes that are not text: NUL bytes, or too many control characters."""
+    head = data[:SNIFF_BYTES]
+    if b"\x00" in head:
         raise UnreadableFile("binary content (NUL bytes), not text: wrong file extension?")
+    controls = sum(1 for byte in head if (byte < 0x20 and byte not in _TEXT_CONTROLS) or byte == 0x7F)
+    if head and controls / len(head) > MAX_CONTROL_SHARE:
+        raise UnreadableFile(f"binary content ({controls / len(head):.0%} control characters), not text: "
+                             "wrong file extension?")
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes to text: a BOM's encoding, UTF-8 when valid, else charset detection; binary is refused."""
+    encoding = _bom_encoding(data)
+    if encoding:  # UTF-16/32 text is full of NUL bytes: decode before sniffing for binary
+        try:
+            return data.decode(encoding)
+        except UnicodeDecodeError as exc:
+            raise UnreadableFile(f"starts with a {encoding.upper()} byte order mark but is not {encoding.upper()} ({exc.reason})") from None
+    refuse_binary(data)
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError:
@@ -67,8 +104,22 @@ def parse_text(text: str, name: str) -> ParsedDocument:
     return ParsedDocument(stem_title(name), [Section(text)])
 
 
-_ATX = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
-_FENCE = re.compile(r"^\s*(```|~~~)")
+# Linear by construction: the old r"^(#{1,6})\s+(.+?)\s*#*\s*$" backtracked super-quadratically
+# on "# a" + 2,000 spaces + "b" (150 s). The heading's end is now trimmed with str methods.
+_ATX = re.compile(r"(#{1,6})[ \t]+(\S.*)")
+_FENCE = re.compile(r"[ \t]*(```|~~~)")
+
+
+def atx_heading(line: str) -> tuple[int, str] | None:
+    """(level, text) of an ATX heading line ("## Setup ##"), else None."""
+    match = _ATX.match(line)
+    if not match:
+        return None
+    text = match.group(2).rstrip()
+    closed = text.rstrip("#")
+    if closed != text and (not closed or closed[-1] in " \t"):  # a closing "##" run, not "C#"
+        text = closed.rstrip()
+    return (len(match.group(1)), text) if text else None
 
 
 def parse_markdown(text: str, name: str) -> ParsedDocument:
@@ -78,10 +129,10 @@ def parse_markdown(text: str, name: str) -> ParsedDocument:
     for line in text.splitlines():
         if _FENCE.match(line):
             in_fence = not in_fence
-        match = None if in_fence else _ATX.match(line)
-        if match:
+        heading_line = None if in_fence else atx_heading(line)
+        if heading_line:
             sections.append(Section("\n".join(lines), path.current))
-            level, heading = len(match.group(1)), match.group(2).strip()
+            level, heading = heading_line
             title = title or (heading if level == 1 else None)
             path.enter(level, heading)
             lines = [line]
@@ -124,6 +175,9 @@ def parse_rst(text: str, name: str) -> ParsedDocument:
 
 def parse_csv(text: str, name: str) -> ParsedDocument:
     """One line per row, each value labelled with its column header."""
+    # The default 128 KB field limit turned one long cell into a failed file; the file size
+    # limit (DOCCHAT_MAX_FILE_MB) already bounds every field.
+    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
     try:
         dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
     except csv.Error:
@@ -259,7 +313,8 @@ def check_zip_bomb(path: Path) -> None:
         raise UnreadableFile(f"corrupt DOCX (not a valid zip archive: {exc})") from None
     total = sum(i.file_size for i in infos)
     packed = sum(i.compress_size for i in infos) or 1
-    if len(infos) > MAX_DOCX_ENTRIES or total > MAX_DOCX_UNCOMPRESSED or (total > 10 << 20 and total / packed > MAX_DOCX_RATIO):
+    if len(infos) > MAX_DOCX_ENTRIES or total > MAX_DOCX_UNCOMPRESSED or \
+            (total > MAX_DOCX_RATIO_FLOOR and total / packed > MAX_DOCX_RATIO):
         raise UnreadableFile(
             f"refused as a possible zip bomb: {len(infos)} entries inflating {packed:,} bytes to {total:,} bytes"
         )
@@ -303,5 +358,8 @@ def _docx_heading_level(style: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def parse_isolated_format(kind: str, path: Path) -> ParsedDocument:
-    return {"pdf": parse_pdf, "docx": parse_docx}[kind](path)
+def parse_file(kind: str, path: Path) -> ParsedDocument:
+    """Parse one file of any supported format (run inside the isolated child)."""
+    if kind in ISOLATED_SUFFIXES.values():
+        return {"pdf": parse_pdf, "docx": parse_docx}[kind](path)
+    return parse_bytes(kind, path.read_bytes(), path.name)

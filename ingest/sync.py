@@ -4,6 +4,12 @@
     new and changed files -> embed all new chunk texts in large groups -> write one new
     generation (vectorstore.writer) -> summary
 
+The slow steps run without the index lock: a first pass compares against a snapshot of the
+live index, parses and embeds. The lock is then taken only to publish: a second pass compares
+again against whatever is live by then (another ingest may have published meanwhile) and
+writes, reusing the first pass's hashes, parsed documents and vectors, so it normally reads,
+parses and embeds nothing. A second ingest or an upload waits seconds, not the whole embed.
+
 Equivalent to LangChain's indexing API with a record manager in "incremental" mode, per root
 folder: unchanged files are skipped without being read, a changed file's chunks are replaced
 (chunks whose text did not change keep their vectors), deleted files' chunks are removed,
@@ -25,7 +31,7 @@ from app.errors import DocchatError
 from ingest import loaders
 from ingest.documents import ParsedDocument, UnreadableFile
 from ingest.embedder import GROUP_SIZE, Embedder
-from ingest.isolation import parse_in_child
+from ingest.isolation import Parser
 from ingest.scan import DiskFile, Scope, scopes_for, walk
 from ingest.splitter import Chunk, make_splitter, split_document
 from vectorstore import writer as index_writer
@@ -89,52 +95,80 @@ class _Change:
         return FileRecord(self.scope.key, self.disk.source, self.disk.size, self.disk.mtime_ns, self.sha256, title, now_iso())
 
 
+@dataclass
+class _Prepared:
+    """Work of the unlocked pass that the locked pass reuses."""
+
+    hashes: dict[tuple[Path, int, int], str] = field(default_factory=dict)  # (path, size, mtime) -> sha256
+    parsed: dict[tuple[str, str, str], ParsedDocument | str] = field(default_factory=dict)  # (root, source, sha)
+    vectors: dict[str, np.ndarray] = field(default_factory=dict)  # content hash -> vector
+
+
 def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = False, dry_run: bool = False,
          include: list[str] | None = None, exclude: list[str] | None = None, progress: Progress | None = None,
          embeddings=None) -> SyncSummary:
     """Bring the index in line with the folders (default: ``settings.docs_path``).
 
-    Raises ``StoreError`` when another ingest holds the index, when the index was built with
-    another embedding model (unless ``full``) or is damaged (``full`` rebuilds it).
+    Raises ``StoreError`` when another ingest holds the index past the lock timeout, when the
+    index was built with another embedding model (unless ``full``) or is damaged (``full``
+    rebuilds it beside the damaged one).
     """
     started = time.perf_counter()
     report = progress or (lambda event: None)
-    summary = SyncSummary(dry_run=dry_run)
-    scopes = scopes_for(paths or [_default_folder(settings, summary)], include, exclude)
-    summary.roots = [scope.key for scope in scopes]
-    with IndexWriter(settings, full=full, read_only=dry_run) as writer:
-        if not full:
-            writer.check_model(settings.embedding_model_name)
-        changes = []
-        for scope in scopes:
-            changes += _compare(writer, scope, settings, summary, dry_run, report)
-        if not dry_run:
-            _parse(changes, settings, summary, report)
-            vectors = _embed(changes, writer, Embedder(settings, embeddings), summary, report)
-            index_writer.checkpoint("embedded")
-            report({"stage": "write"})
-            _write(changes, vectors, writer, summary)
+    notes: list[str] = []
+    scopes = scopes_for(paths or [_default_folder(settings, notes)], include, exclude)
+    prepared, embed = _Prepared(), Embedder(settings, embeddings)
+    with IndexWriter(settings, full=full, read_only=True) as snapshot:  # no lock
+        summary = _pass(snapshot, scopes, settings, prepared, embed, report, apply=False, prepare=not dry_run)
+    if not dry_run:
+        index_writer.checkpoint("embedded")
+        report({"stage": "write"})
+        with IndexWriter(settings, full=full) as writer:  # the lock: publishing only
+            summary = _pass(writer, scopes, settings, prepared, embed, lambda event: None, apply=True, prepare=True)
             summary.generation = writer.commit(settings.embedding_model_name)
+    summary.dry_run, summary.notes = dry_run, notes + summary.notes
+    summary.chunks_embedded = embed.texts_embedded  # over both passes
+    summary.roots = [scope.key for scope in scopes]
     summary.seconds = round(time.perf_counter() - started, 3)
     report({"stage": "done", "summary": summary.to_dict()})
     return summary
 
 
-def _default_folder(settings: "Settings", summary: SyncSummary) -> Path:
+def _pass(writer: IndexWriter, scopes: list[Scope], settings: "Settings", prepared: _Prepared, embed: Embedder,
+          report: Progress, *, apply: bool, prepare: bool) -> SyncSummary:
+    """Compare every scope with ``writer``'s index; parse and embed (``prepare``); write (``apply``)."""
+    summary = SyncSummary()
+    if not writer.full:
+        writer.check_model(settings.embedding_model_name)
+    changes = []
+    for scope in scopes:
+        changes += _compare(writer, scope, settings, summary, prepared, report, apply)
+    if prepare:
+        _parse(changes, settings, summary, prepared, report)
+        vectors = _embed(changes, writer, embed, summary, prepared, report)
+        if apply:
+            _write(changes, vectors, writer, summary)
+    return summary
+
+
+def _default_folder(settings: "Settings", notes: list[str]) -> Path:
     folder = settings.docs_path
     if not folder.is_dir():
         folder.mkdir(parents=True, exist_ok=True)
-        summary.notes.append(f"Created the documents folder {folder}: it is empty. Put documents in it, or "
-                             "give folders: `docchat ingest FOLDER ...`.")
+        notes.append(f"Created the documents folder {folder}: it is empty. Put documents in it, or "
+                     "give folders: `docchat ingest FOLDER ...`.")
     return folder
 
 
 # -- compare ----------------------------------------------------------------------------------
-def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: SyncSummary, dry_run: bool,
-             report: Progress) -> list[_Change]:
+def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: SyncSummary, prepared: _Prepared,
+             report: Progress, apply: bool) -> list[_Change]:
     """Classify the scope's files against its catalog; apply deletes, renames and touches."""
     catalog = {source: rec for source, rec in writer.catalog(scope.key).items() if scope.covers(source)}
-    on_disk = walk(scope)
+    found = walk(scope, settings.follow_external_symlinks)
+    summary.skipped += found.skipped
+    summary.failed += found.failed
+    on_disk = found.files
     present = {f.source for f in on_disk}
     gone = {source: rec for source, rec in catalog.items() if source not in present}
     gone_by_sha = {rec.sha256: source for source, rec in gone.items()}
@@ -143,8 +177,8 @@ def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: S
         old = catalog.get(disk.source)
         if old is not None and (old.size, old.mtime_ns) == (disk.size, disk.mtime_ns):
             summary.unchanged.append(disk.source)  # skipped without reading
-        elif loaders.format_of(disk.path) is None:
-            summary.skipped.append((disk.source, f"unsupported file type {disk.path.suffix or '(no extension)'}"))
+        elif loaders.format_of(Path(disk.source)) is None:  # the name in the folder, not a link's target
+            summary.skipped.append((disk.source, f"unsupported file type {Path(disk.source).suffix or '(no extension)'}"))
         elif disk.size > settings.max_file_mb * 1024 * 1024:
             summary.failed.append((disk.source, f"too large ({disk.size / 1048576:.1f} MB > DOCCHAT_MAX_FILE_MB={settings.max_file_mb:g})"))
         else:
@@ -155,7 +189,7 @@ def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: S
     for n, disk in enumerate(to_read, start=1):
         report({"stage": "scan", "file": disk.source, "done": n, "total": len(to_read)})
         try:
-            sha = file_sha256(disk.path)
+            sha = _hash(disk, prepared)
         except OSError as exc:
             summary.failed.append((disk.source, f"unreadable ({exc.strerror or exc})"))
             continue
@@ -163,22 +197,29 @@ def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: S
         record = FileRecord(scope.key, disk.source, disk.size, disk.mtime_ns, sha)
         if old is not None and old.sha256 == sha:
             summary.unchanged.append(disk.source)
-            if not dry_run:
+            if apply:
                 writer.touch_file(record)
         elif old is None and sha in gone_by_sha:
             old_source = gone_by_sha.pop(sha)
             del gone[old_source]
             summary.renamed.append((old_source, disk.source))
-            if not dry_run:
+            if apply:
                 _rename(writer, catalog[old_source], record)
         else:
             (summary.added if old is None else summary.updated).append(disk.source)
             changes.append(_Change(scope, disk, sha, is_new=old is None))
     for source in sorted(gone):
         summary.deleted.append(source)
-        if not dry_run:
+        if apply:
             summary.chunks_deleted += writer.delete_file(scope.key, source)
     return changes
+
+
+def _hash(disk: DiskFile, prepared: _Prepared) -> str:
+    key = (disk.path, disk.size, disk.mtime_ns)
+    if key not in prepared.hashes:
+        prepared.hashes[key] = file_sha256(disk.path)
+    return prepared.hashes[key]
 
 
 def _rename(writer: IndexWriter, old: FileRecord, record: FileRecord) -> None:
@@ -189,23 +230,19 @@ def _rename(writer: IndexWriter, old: FileRecord, record: FileRecord) -> None:
 
 
 # -- parse and split --------------------------------------------------------------------------
-def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, report: Progress) -> None:
+def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, prepared: _Prepared,
+           report: Progress) -> None:
     """Parse and split every changed file; a file that fails is reported and keeps its old chunks."""
     splitter = make_splitter(settings.chunk_size, settings.chunk_overlap)
 
     def parse_one(change: _Change) -> ParsedDocument | str:
-        try:
-            document = _load(change.disk.path, settings)
-        except UnreadableFile as exc:
-            return str(exc)
-        except OSError as exc:
-            return f"unreadable ({exc.strerror or exc})"
-        if document.is_empty:
-            return "empty: no text found" + (" (a scanned PDF has no text layer)" if change.disk.path.suffix.lower() == ".pdf" else "")
-        return document
+        key = (change.scope.key, change.disk.source, change.sha256)
+        if key not in prepared.parsed:
+            prepared.parsed[key] = _parse_file(parser, change)
+        return prepared.parsed[key]
 
-    # Two workers: PDF/DOCX children run on both cores while text formats parse in this process.
-    with ThreadPoolExecutor(max_workers=2) as pool:
+    # Two threads feeding two worker processes: one per core.
+    with Parser(settings.parse_timeout_s, workers=2) as parser, ThreadPoolExecutor(max_workers=2) as pool:
         for n, (change, result) in enumerate(zip(changes, pool.map(parse_one, changes)), start=1):
             report({"stage": "parse", "file": change.disk.source, "done": n, "total": len(changes)})
             if isinstance(result, str):
@@ -217,19 +254,23 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, r
                                            splitter=splitter, embed_headings=settings.embed_headings)
 
 
-def _load(path: Path, settings: "Settings") -> ParsedDocument:
-    kind = loaders.format_of(path)
-    if kind in loaders.ISOLATED_SUFFIXES.values():
-        return parse_in_child(kind, path, settings.parse_timeout_s)
-    return loaders.parse_bytes(kind, path.read_bytes(), path.name)
+def _parse_file(parser: Parser, change: _Change) -> ParsedDocument | str:
+    """The parsed document, or why the file cannot be ingested."""
+    try:
+        document = parser.parse(loaders.format_of(Path(change.disk.source)), change.disk.path)
+    except UnreadableFile as exc:
+        return str(exc)
+    if document.is_empty:
+        return "empty: no text found" + (" (a scanned PDF has no text layer)" if change.disk.source.lower().endswith(".pdf") else "")
+    return document
 
 
 # -- embed ------------------------------------------------------------------------------------
 def _embed(changes: list[_Change], writer: IndexWriter, embed: Embedder, summary: SyncSummary,
-           report: Progress) -> dict[str, np.ndarray]:
-    """Vectors by content hash: reused from the file's old chunks where the text is unchanged,
-    else embedded, each distinct text once, in large groups."""
-    vectors: dict[str, np.ndarray] = {}
+           prepared: _Prepared, report: Progress) -> dict[str, np.ndarray]:
+    """Vectors by content hash: reused from the file's old chunks where the text is unchanged
+    (or from the unlocked pass), else embedded, each distinct text once, in large groups."""
+    vectors = prepared.vectors
     for change in changes:
         if change.document is not None and not change.is_new:
             vectors.update(writer.stored_vectors(change.scope.key, change.disk.source))

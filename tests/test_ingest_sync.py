@@ -99,7 +99,7 @@ def test_unchanged_corpus_over_three_batches_is_neither_read_nor_embedded(settin
 
     reads = []
     monkeypatch.setattr(sync_module, "file_sha256", lambda path: reads.append(path))
-    monkeypatch.setattr(sync_module, "_load", lambda path, settings: reads.append(path))
+    monkeypatch.setattr(sync_module, "_parse_file", lambda parser, change: reads.append(change))
     again = sync(settings, [docs], embeddings=counting)
     assert len(again.unchanged) == 14 and reads == []
     assert (counting._client.calls, counting.texts) == (calls_before, texts_before)
@@ -282,22 +282,24 @@ CHILD = textwrap.dedent("""
     def checkpoint(name):
         if name == sys.argv[1]:
             print("AT " + name, flush=True)
-            sys.stdin.readline()  # hold here (lock included) until the test says go, or kills us
+            sys.stdin.readline()  # hold here until the test says go, or kills us
 
     writer.checkpoint = checkpoint
-    from app.config import load_settings
-    from ingest.sync import sync
 
-    summary = sync(load_settings(env_file=None), [Path(sys.argv[2])])
-    print("DONE", summary.generation, flush=True)
+    if __name__ == "__main__":  # files are parsed in child processes, which import this module
+        from app.config import load_settings
+        from ingest.sync import sync
+
+        summary = sync(load_settings(env_file=None), [Path(sys.argv[2])], full=sys.argv[3:] == ["full"])
+        print("DONE", summary.generation, flush=True)
 """)
 
 
-def start_paused_ingest(tmp_path: Path, docs: Path, point: str) -> subprocess.Popen:
+def start_paused_ingest(tmp_path: Path, docs: Path, point: str, *, full: bool = False) -> subprocess.Popen:
     script = tmp_path / "child_ingest.py"
     script.write_text(CHILD)
-    child = subprocess.Popen([sys.executable, str(script), point, str(docs)], stdin=subprocess.PIPE,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    child = subprocess.Popen([sys.executable, str(script), point, str(docs)] + (["full"] if full else []),
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     line = child.stdout.readline()
     if line.strip() != f"AT {point}":
         child.kill()
@@ -331,7 +333,9 @@ def kill_at(point: str, settings, docs, tmp_path, embeddings, *, new_text: bool 
     assert contents(settings) == (before if survivor == "before" else after)
     sync(settings, [docs], embeddings=embeddings)  # the next ingest finishes the job and cleans up
     assert contents(settings) == after
-    assert [p.name for p in settings.index_path.glob("gen-*")] == [layout.current_generation(settings.index_path).name]
+    generations = sorted(p.name for p in settings.index_path.glob("gen-*"))  # killed writes' folders removed:
+    assert generations[-1] == layout.current_generation(settings.index_path).name  # the live one, and
+    assert len(generations) <= 2  # the one before it, kept for readers that opened it just before the switch
 
 
 @pytest.mark.parametrize("point, survivor", [("copied", "before"), ("vectors-written", "before"),
@@ -347,7 +351,7 @@ def test_kill_9_after_embedding_new_text_leaves_the_old_index(settings, docs, tm
 def test_a_second_ingest_waits_then_says_another_is_running(settings, docs, tmp_path, embeddings, capsys,
                                                             shared_model, monkeypatch):
     before, after = before_and_after(settings, docs, embeddings, tmp_path)
-    child = start_paused_ingest(tmp_path, docs, "embedded")  # holds the lock
+    child = start_paused_ingest(tmp_path, docs, "locked")  # holds the lock
     monkeypatch.setenv("DOCCHAT_INGEST_LOCK_TIMEOUT_S", "0.2")
     assert main(["ingest", str(docs)]) == 2
     assert "Another `docchat ingest` is writing the index" in capsys.readouterr().err

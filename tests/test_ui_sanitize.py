@@ -94,12 +94,12 @@ def test_uploads_stay_in_their_folder_and_never_overwrite(tmp_path):
         Upload("../secret.txt", b"attacker"),
         Upload("notes.md", b"# one"),
         Upload("notes.md", b"# two"),
-        Upload(".hidden", b"dot"),
+        Upload(".hidden.md", b"dot"),
     ]
     result = save_uploads(uploads, docs, max_mb=1)
     assert outside.read_text() == "keep me"
     assert all(p.parent == docs for p in result.saved)
-    assert sorted(p.name for p in docs.iterdir()) == ["hidden", "notes-2.md", "notes.md", "secret.txt"]
+    assert sorted(p.name for p in docs.iterdir()) == ["hidden.md", "notes-2.md", "notes.md", "secret.txt"]
     assert (docs / "notes.md").read_bytes() == b"# one"
     assert (docs / "notes-2.md").read_bytes() == b"# two"
 

@@ -1,19 +1,29 @@
 """Where a generation's files live on disk, and the signed manifest that vouches for them.
 
     index_dir/CURRENT            name of the live generation ("gen-000007"), switched atomically
-    index_dir/.lock              held by the one writer
+    index_dir/NEWEST             signed number of the newest generation ever published: only
+                                 moves forward, so an older signed generation put back is refused
+    index_dir/.lock              held by the one writer, only while it publishes
     index_dir/gen-000007/        vectors.faiss, store.sqlite, manifest.json
     data_dir/.index_key          per-install HMAC key (0600): only files this app wrote are loaded
+
+Every small file here is read with a size bound, without following a symlink and without
+blocking (a FIFO in place of CURRENT must not hang search): any damage becomes one
+``StoreError`` naming the file and the rebuild command.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import hmac
 import json
 import os
 import secrets
+import shutil
+import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from app.errors import StoreError
 
@@ -21,11 +31,77 @@ VECTORS = "vectors.faiss"
 DATABASE = "store.sqlite"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
+NEWEST = "NEWEST"
 LOCK = ".lock"
 GEN_PREFIX = "gen-"
 KEY_FILE = ".index_key"
 DATA_FILES = (VECTORS, DATABASE)
 REBUILD = "Run `docchat ingest --full` to rebuild the index from your documents."
+# Bounds on what is read before it is trusted: a pointer is ~10 bytes, a manifest ~1 KB.
+MAX_POINTER_BYTES = 64
+MAX_KEY_BYTES = 256
+MAX_MANIFEST_BYTES = 1 << 20
+
+
+def damaged(path: Path, problem: str, fix: str = REBUILD) -> StoreError:
+    """The one message for every kind of index damage: which file, what is wrong, how to fix it."""
+    return StoreError(f"The index is damaged: {path} {problem}; it is not loaded.", fix=fix)
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISDIR, "a folder"), (stat.S_ISFIFO, "a FIFO"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"), (stat.S_ISLNK, "a symbolic link")):
+        if test(mode):
+            return name
+    return "not a regular file"
+
+
+class NotRegularFile(OSError):
+    """A path that names a folder, FIFO, socket, device or symlink where a file belongs."""
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading: never follows a final symlink, never blocks on a FIFO."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:  # O_NOFOLLOW met a symlink
+            raise NotRegularFile(errno.ELOOP, "is a symbolic link", str(path)) from None
+        raise
+    try:
+        mode = os.fstat(fd).st_mode
+        if not stat.S_ISREG(mode):
+            raise NotRegularFile(errno.EINVAL, f"is {_kind(mode)}, not a file", str(path))
+        os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise
+
+
+def read_bounded(path: Path, limit: int) -> bytes:
+    """A small regular file's bytes; ``NotRegularFile`` or ``ValueError`` (too large) otherwise.
+
+    ``FileNotFoundError`` passes through: a missing file often means "not created yet".
+    """
+    with open_regular(path) as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise ValueError(f"is larger than {limit:,} bytes")
+    return data
+
+
+def _read_or_damaged(path: Path, limit: int, fix: str = REBUILD) -> bytes:
+    try:
+        return read_bounded(path, limit)
+    except FileNotFoundError:
+        raise
+    except NotRegularFile as exc:
+        raise damaged(path, exc.strerror, fix) from None
+    except ValueError as exc:
+        raise damaged(path, str(exc), fix) from None
+    except OSError as exc:
+        raise damaged(path, f"cannot be read ({exc.strerror or exc})", fix) from None
 
 
 def gen_name(generation: int) -> str:
@@ -41,24 +117,33 @@ def gen_number(name: str) -> int | None:
 
 def current_generation(index_dir: Path) -> Path | None:
     """The live generation's folder, or None when no index has been written yet."""
+    path = index_dir / CURRENT
     try:
-        name = (index_dir / CURRENT).read_text(encoding="utf-8").strip()
+        raw = _read_or_damaged(path, MAX_POINTER_BYTES)
     except FileNotFoundError:
         return None
-    if gen_number(name) is None:
-        raise StoreError(f"The index pointer {index_dir / CURRENT} is damaged ({name[:40]!r}).", fix=REBUILD)
+    try:
+        name = raw.decode("ascii").strip()
+    except UnicodeDecodeError:
+        name = ""
+    if gen_number(name) is None or len(name) != len(gen_name(0)):
+        raise damaged(path, f"does not name a generation ({raw[:40]!r})")
     return index_dir / name
 
 
 def index_key(data_dir: Path) -> bytes:
     """This install's secret for signing manifests; created on first use, readable only by the user."""
     path = data_dir / KEY_FILE
+    fix = f"Delete {path}, then: {REBUILD}"
     try:
-        return bytes.fromhex(path.read_text(encoding="ascii").strip())
+        key = bytes.fromhex(_read_or_damaged(path, MAX_KEY_BYTES, fix).decode("ascii").strip())
+        if len(key) < 16:
+            raise ValueError("too short")
+        return key
     except FileNotFoundError:
         pass
-    except ValueError:
-        raise StoreError(f"The index key {path} is damaged.", fix=f"Delete {path}, then: {REBUILD}") from None
+    except ValueError:  # UnicodeDecodeError included
+        raise damaged(path, "is not a docchat index key", fix) from None
     data_dir.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -72,8 +157,9 @@ def index_key(data_dir: Path) -> bytes:
 
 
 def file_sha256(path: Path) -> str:
+    """The sha256 of a regular file (``NotRegularFile`` for anything else: a FIFO would block)."""
     digest = hashlib.sha256()
-    with open(path, "rb") as handle:
+    with open_regular(path) as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
@@ -92,29 +178,84 @@ def write_manifest(gen_dir: Path, body: dict, key: bytes) -> None:
 
 
 def read_verified_manifest(gen_dir: Path, key: bytes) -> dict:
-    """The manifest body, after checking its signature and every file's checksum."""
+    """The manifest body, after checking its signature, its shape and every file's checksum."""
     path = gen_dir / MANIFEST
     try:
-        signed = json.loads(path.read_text(encoding="utf-8"))
+        signed = json.loads(_read_or_damaged(path, MAX_MANIFEST_BYTES))
         body, signature = signed["body"], signed["hmac"]
     except FileNotFoundError:
-        raise StoreError(f"The index manifest {path} is missing.", fix=REBUILD) from None
-    except (ValueError, KeyError, TypeError):
-        raise StoreError(f"The index manifest {path} is damaged.", fix=REBUILD) from None
-    if not isinstance(signature, str) or not hmac.compare_digest(signature, _signature(body, key)):
-        raise StoreError(
-            f"The index manifest {path} was not written by this docchat install (bad signature): "
-            "the index is not loaded.",
-            fix=REBUILD,
-        )
-    for name, expected in body.get("files", {}).items():
+        raise damaged(path, "is missing") from None
+    except (ValueError, KeyError, TypeError, RecursionError):  # RecursionError: JSON nested 200k deep
+        raise damaged(path, "is not a valid manifest") from None
+    if not isinstance(signature, str) or not isinstance(body, dict) or \
+            not hmac.compare_digest(signature, _signature(body, key)):
+        raise damaged(path, "was not written by this docchat install (bad signature)")
+    if not _well_formed(body):
+        raise damaged(path, "is signed but not a manifest this version understands")
+    for name, expected in body["files"].items():
         file = gen_dir / name
-        if not file.is_file() or file_sha256(file) != expected:
-            raise StoreError(
-                f"The index file {file} does not match its checksum (changed or damaged since "
-                "docchat wrote it): the index is not loaded.",
-                fix=REBUILD,
-            )
+        try:
+            matches = file_sha256(file) == expected
+        except OSError:  # missing, a folder, a FIFO
+            matches = False
+        if not matches:
+            raise damaged(file, "does not match its checksum (changed or damaged since docchat wrote it)")
+    return body
+
+
+def _well_formed(body: dict) -> bool:
+    files = body.get("files")
+    return (isinstance(files, dict) and set(files) == set(DATA_FILES) and all(isinstance(v, str) for v in files.values())
+            and isinstance(body.get("generation"), int) and isinstance(body.get("dim"), int)
+            and isinstance(body.get("model"), str))
+
+
+# -- the newest generation number: only moves forward ----------------------------------------
+def _newest_signature(generation: int, key: bytes) -> str:
+    return hmac.new(key, f"newest-generation:{generation}".encode(), hashlib.sha256).hexdigest()
+
+
+def read_newest(index_dir: Path, key: bytes) -> int:
+    """The newest generation this install published here (0 for an index older than this check)."""
+    path = index_dir / NEWEST
+    try:
+        record = json.loads(_read_or_damaged(path, MAX_POINTER_BYTES * 4))
+        generation, signature = record["generation"], record["hmac"]
+    except FileNotFoundError:
+        return 0
+    except (ValueError, KeyError, TypeError, RecursionError):
+        raise damaged(path, "is not a valid generation record") from None
+    if not isinstance(generation, int) or not isinstance(signature, str) or \
+            not hmac.compare_digest(signature, _newest_signature(generation, key)):
+        raise damaged(path, "was not written by this docchat install (bad signature)")
+    return generation
+
+
+def write_newest(index_dir: Path, generation: int, key: bytes) -> None:
+    """Record a published generation number (after the switch, so a crash leaves it behind, never ahead)."""
+    record = {"generation": generation, "hmac": _newest_signature(generation, key)}
+    temporary = index_dir / (NEWEST + ".tmp")
+    write_durably(temporary, json.dumps(record).encode())
+    replace_file(temporary, index_dir / NEWEST)
+
+
+def replace_file(source: Path, target: Path) -> None:
+    """``os.replace``, also over a folder left where the file belongs (damage a rebuild repairs)."""
+    if target.is_dir() and not target.is_symlink():
+        shutil.rmtree(target)
+    os.replace(source, target)
+
+
+def verify_live(gen_dir: Path, key: bytes) -> dict:
+    """``read_verified_manifest`` plus the roll-back checks: the manifest's generation is the
+    folder's, and no older than the newest one ever published in this index folder."""
+    body = read_verified_manifest(gen_dir, key)
+    if body["generation"] != gen_number(gen_dir.name):
+        raise damaged(gen_dir / MANIFEST, f"belongs to generation {body['generation']}, not {gen_dir.name}")
+    newest = read_newest(gen_dir.parent, key)
+    if body["generation"] < newest:
+        raise damaged(gen_dir, f"is generation {body['generation']}, older than generation {newest} that docchat "
+                      "published here: an older copy of the index was put back and would answer with stale data")
     return body
 
 

@@ -21,6 +21,7 @@ from vectorstore.schema import source_filter
 if TYPE_CHECKING:
     from app.config import Settings
 
+OPEN_ATTEMPTS = 5  # each retry means a writer published meanwhile: a few cover any real pace
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to rank by: BM25 gives them almost no weight, yet matching them makes
 # SQLite score nearly every chunk. Dropped from keyword queries unless nothing else is left.
@@ -58,7 +59,7 @@ def check_consistent(index, db: sqlite3.Connection, gen_dir: Path) -> None:
         if not np.array_equal(vector_ids, row_ids):
             problem = "vector ids and chunk ids differ"
     if problem:
-        raise StoreError(f"The index in {gen_dir} is inconsistent ({problem}).", fix=layout.REBUILD)
+        raise layout.damaged(gen_dir, f"is inconsistent ({problem})")
 
 
 def model_mismatch(recorded: str, dim: int, wanted: str) -> StoreError:
@@ -80,6 +81,7 @@ class Store:
         self.model_name: str = manifest["model"]
         self.dim: int = int(manifest["dim"])
         self.generation: int = int(manifest["generation"])
+        self.manifest = manifest
 
     @classmethod
     def open(cls, settings: "Settings", *, check_model: bool = True) -> "Store":
@@ -89,35 +91,51 @@ class Store:
         written by this install, when FAISS and SQLite disagree, or when the index was built
         with another embedding model than the settings name.
         """
-        for _attempt in range(3):  # a writer may remove the generation we just looked up
-            gen_dir = layout.current_generation(settings.index_path)
-            if gen_dir is None:
-                raise StoreError(
-                    f"No index yet in {settings.index_path}.",
-                    fix="Add documents to a folder and run `docchat ingest FOLDER` "
-                    f"(or put them in {settings.docs_path} and run `docchat ingest`).",
-                )
-            if gen_dir.is_dir():
-                try:
-                    store = cls._open_generation(gen_dir, layout.index_key(settings.data_path))
-                    break
-                except FileNotFoundError:
-                    continue
-        else:
-            raise StoreError(f"The index in {settings.index_path} keeps changing or is damaged.", fix=layout.REBUILD)
+        store = cls.open_live(settings)
+        if store is None:
+            raise StoreError(
+                f"No index yet in {settings.index_path}.",
+                fix="Add documents to a folder and run `docchat ingest FOLDER` "
+                f"(or put them in {settings.docs_path} and run `docchat ingest`).",
+            )
         if check_model and store.model_name != settings.embedding_model_name:
+            store.close()
             raise model_mismatch(store.model_name, store.dim, settings.embedding_model_name)
         return store
 
     @classmethod
+    def open_live(cls, settings: "Settings") -> "Store | None":
+        """The live generation, verified, or None when no index has been written yet.
+
+        Once open, a generation stays readable (FAISS is in memory, SQLite holds its file open)
+        even after a writer removes its folder. Opening can still meet a writer that switched
+        and removed the folder half-way through, so a failure is trusted only when ``CURRENT``
+        still names the same generation afterwards; otherwise the whole open starts again.
+        """
+        index_dir = settings.index_path
+        for _attempt in range(OPEN_ATTEMPTS):
+            gen_dir = layout.current_generation(index_dir)
+            if gen_dir is None:
+                return None
+            try:
+                return cls._open_generation(gen_dir, layout.index_key(settings.data_path))
+            except StoreError:
+                if layout.current_generation(index_dir) == gen_dir:
+                    raise  # nobody moved it: real damage
+        raise StoreError(f"The index in {index_dir} changed {OPEN_ATTEMPTS} times while it was being opened.",
+                         fix="Try again when the running `docchat ingest` has finished.")
+
+    @classmethod
     def _open_generation(cls, gen_dir: Path, key: bytes) -> "Store":
-        manifest = layout.read_verified_manifest(gen_dir, key)
+        if not gen_dir.is_dir():
+            raise layout.damaged(gen_dir, "(the live generation named by CURRENT) is missing")
+        manifest = layout.verify_live(gen_dir, key)
         try:
             index = read_vectors(gen_dir / layout.VECTORS)
             db = connect_readonly(gen_dir / layout.DATABASE)
             check_consistent(index, db, gen_dir)
         except (RuntimeError, sqlite3.DatabaseError) as exc:
-            raise StoreError(f"The index in {gen_dir} cannot be read ({exc}).", fix=layout.REBUILD) from None
+            raise layout.damaged(gen_dir, f"cannot be read ({exc})") from None
         return cls(gen_dir, index, db, manifest)
 
     def __len__(self) -> int:

@@ -4,13 +4,16 @@ A write never touches the live generation. ``IndexWriter`` copies it into a new 
 applies the changes there, writes FAISS and SQLite, fsyncs them, signs a manifest and only
 then switches ``CURRENT`` with an atomic ``os.replace``. A ``kill -9`` at any moment leaves the
 old generation or the new one live, never a mix; half-written folders are ignored by readers
-and removed by the next write. One writer at a time, enforced by a file lock.
+and removed by the next write. A rebuild (``full``) is written the same way, beside the live
+generation, which stays searchable until the switch. The generation published before the
+live one is kept until the next write, so a reader that looked up ``CURRENT`` just before a
+switch still finds the files it was about to open. One writer at a time, enforced by a
+file lock that ``sync`` takes only to publish (parsing and embedding happen before).
 """
 
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sqlite3
 from datetime import datetime, timezone
@@ -23,7 +26,7 @@ from app.errors import StoreError
 from vectorstore import layout
 from vectorstore.records import FileRecord, NewChunk
 from vectorstore.schema import SCHEMA
-from vectorstore.store import check_consistent, connect_readonly, model_mismatch, read_vectors
+from vectorstore.store import Store, connect_readonly, model_mismatch
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -80,8 +83,9 @@ class IndexWriter:
                 "(or raise DOCCHAT_INGEST_LOCK_TIMEOUT_S to wait longer).",
             ) from None
         try:
+            checkpoint("locked")
             self._open_base()
-            self._remove_generations(keep=self._base)  # left by a crashed or killed write
+            self._remove_stale_generations()  # left by a crashed or killed write
         except BaseException:
             self._lock.release()
             raise
@@ -91,6 +95,7 @@ class IndexWriter:
         for db in (self._db, self._base_db):
             if db is not None:
                 db.close()
+        self._index = None  # sync's unlocked snapshot must not keep a second copy of the vectors alive
         if self._work is not None:  # not committed: the copy is garbage
             shutil.rmtree(self._work, ignore_errors=True)
         if self._lock is not None:
@@ -100,20 +105,17 @@ class IndexWriter:
         if self.full:
             self._first_id = self._next_id_of_current()
             return
-        base = layout.current_generation(self.index_dir)
-        if base is None:
+        live = Store.open_live(self.settings)  # the same verified open as any reader
+        if live is None:
             return
-        self._base_manifest = layout.read_verified_manifest(base, layout.index_key(self.settings.data_path))
-        self._base = base
-        self._base_db = connect_readonly(base / layout.DATABASE)
-        self._index = read_vectors(base / layout.VECTORS)
-        check_consistent(self._index, self._base_db, base)
+        # The writer changes this in-memory FAISS copy and a private copy of the SQLite file.
+        self._base, self._base_manifest, self._base_db, self._index = live.path, live.manifest, live._db, live._index
 
     def _next_id_of_current(self) -> int:
         """A rebuild keeps allocating ids after the old index's, so an old id never names a new chunk."""
         try:
             base = layout.current_generation(self.index_dir)
-            layout.read_verified_manifest(base, layout.index_key(self.settings.data_path))
+            layout.verify_live(base, layout.index_key(self.settings.data_path))
             db = connect_readonly(base / layout.DATABASE)
             try:
                 return int(db.execute("SELECT value FROM meta WHERE key = 'next_id'").fetchone()[0])
@@ -251,6 +253,10 @@ class IndexWriter:
 
     def _next_generation(self) -> int:
         numbers = [layout.gen_number(p.name) or 0 for p in self.index_dir.iterdir()]
+        try:
+            numbers.append(layout.read_newest(self.index_dir, layout.index_key(self.settings.data_path)))
+        except StoreError:
+            pass  # a damaged record is replaced when this generation is published
         return max(numbers, default=0) + 1
 
     # -- publishing -------------------------------------------------------------------------
@@ -277,9 +283,10 @@ class IndexWriter:
         layout.fsync_path(self._work)
         checkpoint("manifest-written")
         self._switch_to(self._work.name)
-        published, self._work = self._work, None
+        self._work = None
         checkpoint("switched")
-        self._remove_generations(keep=published)
+        layout.write_newest(self.index_dir, generation, layout.index_key(self.settings.data_path))
+        self._remove_stale_generations()
         return generation
 
     def _write_vectors(self) -> None:
@@ -290,10 +297,26 @@ class IndexWriter:
     def _switch_to(self, name: str) -> None:
         pointer = self.index_dir / (layout.CURRENT + ".tmp")
         layout.write_durably(pointer, name.encode())
-        os.replace(pointer, self.index_dir / layout.CURRENT)
+        layout.replace_file(pointer, self.index_dir / layout.CURRENT)
         layout.fsync_path(self.index_dir)
 
-    def _remove_generations(self, keep: Path | None) -> None:
-        for path in self.index_dir.iterdir():
-            if layout.gen_number(path.name) is not None and path != keep and path != self._work:
+    def _remove_stale_generations(self) -> None:
+        """Remove every generation but the live one, the one published before it, and our work.
+
+        Unfinished folders of killed writes are numbered above the live one; published ones below.
+        """
+        try:
+            live = layout.current_generation(self.index_dir)
+        except StoreError:
+            live = None  # damaged pointer: nothing is live, keep the newest in case it is wanted
+        numbers = {p: layout.gen_number(p.name) for p in self.index_dir.iterdir()}
+        generations = {p: n for p, n in numbers.items() if n is not None and p.is_dir()}
+        keep = {self._work, live}
+        if live is not None:
+            older = [p for p, n in generations.items() if n < generations.get(live, 0)]
+            keep.add(max(older, key=generations.get, default=None))
+        else:
+            keep.add(max(generations, key=generations.get, default=None))
+        for path in generations:
+            if path not in keep:
                 shutil.rmtree(path, ignore_errors=True)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,6 +26,17 @@ def run(settings, args) -> int:
     sources = engine.search(
         args.query, k=args.k, sources=args.source, score_threshold=-1.0 if args.all else None
     )
+    try:
+        code = _print(args, sources)
+        sys.stdout.flush()  # inside the try: a short output only reaches the pipe here
+        return code
+    except BrokenPipeError:  # `docchat search ... | head`: the reader has all it wanted
+        # Python would report the pipe again when it flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+
+
+def _print(args, sources) -> int:
     if args.json:
         print(json.dumps({"query": args.query, "sources": [s.to_dict() for s in sources]}, ensure_ascii=False, indent=2))
         return 0

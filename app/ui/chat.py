@@ -14,7 +14,7 @@ import streamlit as st
 
 from app.errors import DocchatError
 from app.ui.sanitize import (
-    escape_markdown, file_inside, highlighted, only_links, safe_markdown, safe_markdown_piece,
+    downloadable_file, escape_markdown, highlighted, only_links, safe_markdown, safe_markdown_piece,
 )
 
 # What the answer check found, in the user's words (Answer.problems).
@@ -23,6 +23,9 @@ PROBLEM_WORDS = {
     "prompt_echo": "it recited its instructions",
     "repetition": "it repeated itself",
     "unsupported_link": "it gave a link that is in none of your documents",
+    "unsupported_number": "it gave a figure that is in none of your documents",
+    "unsupported_name": "it named something that is in none of your documents",
+    "fake_quote": "it made up a quotation",
     "empty": "nothing usable was left",
 }
 
@@ -36,7 +39,7 @@ class ChatOptions:
     k: int | None = None
     temperature: float | None = None
     score_threshold: float | None = None
-    allowed_roots: set[str] = field(default_factory=set)  # ingested folders: downloads stay inside
+    indexed_files: set[tuple[str, str]] = field(default_factory=set)  # (root, source): only these download
 
 
 def show_error(error: Exception) -> None:
@@ -164,7 +167,7 @@ def render_source(source, answer, options: ChatOptions, *, key: str, cited_mark:
             where.append(f"Section: {source.heading}")
         where.append(f"Score: {source.score:.3f}")
         st.caption(escape_markdown(" · ".join(where)))
-        path = file_inside(source.root, source.source, options.allowed_roots)
+        path = downloadable_file(source.root, source.source, options.indexed_files)
         if path is not None:
             st.download_button(
                 "Download the file",

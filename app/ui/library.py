@@ -14,12 +14,16 @@ from app.ui.uploads import SavedUploads, Upload, save_uploads
 def add_uploads(settings, uploads: list[Upload], *, embeddings=None, progress=None):
     """Save the uploads into the documents folder and ingest it. Returns (saved, summary).
 
-    ``summary`` is None when nothing was saved (every file refused).
+    ``summary`` is None when nothing was saved (every file refused). An upload the ingest
+    skipped is listed in ``saved.rejected`` with the reason, so the page names it.
     """
     saved: SavedUploads = save_uploads(uploads, settings.docs_path, settings.upload_max_mb)
     if not saved.saved:
         return saved, None
-    return saved, sync_folder(settings, embeddings=embeddings, progress=progress)
+    summary = sync_folder(settings, embeddings=embeddings, progress=progress)
+    uploaded = {path.relative_to(settings.docs_path).as_posix() for path in saved.saved}
+    saved.rejected += [(source, reason) for source, reason in summary.skipped if source in uploaded]
+    return saved, summary
 
 
 def sync_folder(settings, *, embeddings=None, progress=None):
@@ -40,9 +44,21 @@ def remove(settings, source: str, root: str) -> bool:
     from ingest.sync import remove_document
 
     remove_document(settings, source, root)
-    path = (Path(root) / source).resolve()
-    docs = settings.docs_path.resolve()
-    if path.is_relative_to(docs) and path.is_file():
-        path.unlink()
-        return True
-    return False
+    return _delete_own_entry(Path(root) / source, settings.docs_path)
+
+
+def _delete_own_entry(path: Path, docs: Path) -> bool:
+    """Delete the folder entry ``path`` if it sits in the documents folder.
+
+    Only the entry itself goes: for a symbolic link that is the link, never the file it
+    points to (which may be anyone's), and a folder reached through a link is not "inside".
+    """
+    try:
+        folder = path.parent.resolve()
+        entry = folder / path.name
+        if not folder.is_relative_to(docs.resolve()) or not (entry.is_symlink() or entry.is_file()):
+            return False
+        entry.unlink()  # unlink() on a link removes the link
+    except (OSError, ValueError):
+        return False
+    return True

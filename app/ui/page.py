@@ -60,7 +60,7 @@ def main() -> None:
     options = chat.ChatOptions(
         thread_id=thread_id,
         sources=sources,
-        allowed_roots={d.root for d in documents},
+        indexed_files={(d.root, d.source) for d in documents},
         **knobs,
     )
 

@@ -23,8 +23,8 @@ _IMAGE = re.compile(r"!(?=\[)")
 _TAG = re.compile(r"<(?=[A-Za-z/!?])")
 _ZWSP = "\u200b"  # invisible, and breaks the syntax wherever it stands: prose or code
 
-_SAFE_NAME_CHARS = re.compile(r"[^A-Za-z0-9._ -]")
 MAX_NAME_CHARS = 120
+MAX_NAME_BYTES = 200  # file systems allow 255 bytes; 120 CJK characters are 360 in UTF-8
 
 
 def escape_markdown(text: str) -> str:
@@ -107,22 +107,32 @@ def safe_markdown_piece(piece: str) -> str:
 def safe_filename(name: str, default: str = "upload") -> str:
     """A file name that stays inside the folder it is saved in.
 
-    Basename only (no path separators, no ``..``), no control characters, a conservative
-    character set, not hidden (no leading dot), and a bounded length with the extension kept.
+    Basename only (no path separators, no ``..``), no control or format characters, letters
+    and digits of any script (``报告.pdf`` stays ``报告.pdf``) plus ``._ -``, not hidden (no
+    leading dot), and a bounded length, in characters and in bytes, with the extension kept.
     """
     name = unicodedata.normalize("NFKC", str(name))
     name = re.split(r"[\\/]", name)[-1]  # basename, whichever separator the browser sent
     name = "".join(ch for ch in name if ch.isprintable())
-    name = _SAFE_NAME_CHARS.sub("_", name)
-    name = re.sub(r"\.{2,}", ".", name)
-    name = re.sub(r"\s+", " ", name).strip(" ._-")
+    name = "".join(ch if _name_char(ch) else "_" for ch in name)
+    name = re.sub(r"\.{2,}", ".", re.sub(r"\s+", " ", name))
     stem, dot, ext = name.rpartition(".")
-    if not dot:
+    if not dot or not stem:  # no extension, or a hidden name (".bashrc"): all of it is the stem
         stem, ext = name, ""
+    # The extension is split off first: a stem made only of replaced characters ("📄.txt")
+    # becomes the default, and the extension survives.
     stem = stem.strip(" ._-") or default
-    ext = ext[:16]
+    ext = ext.strip(" _-")[:16]
     stem = stem[: MAX_NAME_CHARS - len(ext) - 1]
+    while len(f"{stem}.{ext}".encode()) > MAX_NAME_BYTES:
+        stem = stem[:-1]
     return f"{stem}.{ext}" if ext else stem
+
+
+def _name_char(ch: str) -> bool:
+    """Letters, combining marks and digits of any script, and ``._ -``: nothing a shell,
+    a path or a terminal gives a meaning to."""
+    return ch in "._ -" or unicodedata.category(ch)[0] in "LMN"
 
 
 def unique_path(folder: Path, name: str) -> Path:
@@ -140,10 +150,25 @@ def file_inside(root: str | Path, relative: str | Path, allowed_roots: set[str])
     """The file ``root/relative`` if it is a regular file inside one of ``allowed_roots``.
 
     Symlinks are resolved first, so a link inside the root pointing outside it is refused.
+    A path that cannot exist (a NUL byte, undecodable or over-long) is refused, not raised.
     """
-    path = (Path(root) / relative).resolve()
-    for allowed in allowed_roots:
-        base = Path(allowed).resolve()
-        if path.is_relative_to(base) and path.is_file():
-            return path
+    try:
+        path = (Path(root) / relative).resolve()
+        for allowed in allowed_roots:
+            if path.is_relative_to(Path(allowed).resolve()) and path.is_file():
+                return path
+    except (ValueError, OSError):  # "embedded null byte", ENAMETOOLONG, a link loop
+        return None
     return None
+
+
+def downloadable_file(root: str, source: str, indexed: set[tuple[str, str]]) -> Path | None:
+    """The file behind a source shown in the page, if it may be served for download.
+
+    Sources come from saved answers in threads.sqlite, which anyone with the data folder can
+    edit: only a document the index holds now, as (root, source), still inside its root
+    after resolving links, is served.
+    """
+    if (str(root), str(source)) not in indexed:
+        return None
+    return file_inside(root, source, {str(root)})

@@ -2,7 +2,8 @@
 
 The browser sends a name and bytes; both are untrusted. The name is reduced to a safe
 basename (see ``safe_filename``), the file is created exclusively so an existing document
-is never overwritten, and anything over ``DOCCHAT_UPLOAD_MAX_MB`` is refused.
+is never overwritten, and anything over ``DOCCHAT_UPLOAD_MAX_MB`` or of a type docchat cannot
+read is refused before it is written.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from app.ui.sanitize import safe_filename, unique_path
+from ingest.loaders import SUPPORTED, format_of
 
 
 @dataclass
@@ -41,8 +43,17 @@ def save_uploads(uploads: list[Upload], folder: Path, max_mb: float) -> SavedUpl
                 (upload.name, f"{size_mb:.1f} MB is over the {max_mb:g} MB limit (DOCCHAT_UPLOAD_MAX_MB)")
             )
             continue
-        result.saved.append(_write_new(folder, safe_filename(upload.name), upload.data))
+        name = safe_filename(upload.name)
+        if format_of(Path(name)) is None:
+            result.rejected.append((upload.name, _unsupported(name)))
+            continue
+        result.saved.append(_write_new(folder, name, upload.data))
     return result
+
+
+def _unsupported(name: str) -> str:
+    kinds = " ".join(sorted(SUPPORTED))
+    return f"docchat cannot read {Path(name).suffix or 'files without an extension'} files (it reads {kinds})"
 
 
 def _write_new(folder: Path, name: str, data: bytes) -> Path:

@@ -54,8 +54,10 @@ def library(tmp_path_factory, model_cache_dir, embeddings):
     from ingest.sync import sync
 
     base = tmp_path_factory.mktemp("service")
+    # The scripted stand-in plays a capable model: its answers come in its own words
+    # (answer_style=generate), not quoted first as the embedded 135M model's are.
     settings = Settings(_env_file=None, data_dir=base / "data", model_cache_dir=model_cache_dir,
-                        temperature=0.0, max_new_tokens=48, tools="off")
+                        temperature=0.0, max_new_tokens=48, tools="off", answer_style="generate")
     for name, text in CORPUS.items():
         path = settings.docs_path / name
         path.parent.mkdir(parents=True, exist_ok=True)

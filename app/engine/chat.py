@@ -334,7 +334,7 @@ class Engine:
         turn.finder = EvidenceFinder(turn.sources, self._embed)
         turn.for_question = turn.finder.best([turn.query or question])
         if self.settings.quote_first and turn.for_question:  # evidence first, before the model speaks
-            turn.lead = quote_block(turn.for_question[:1])
+            turn.lead = quote_block([turn.finder.with_next(turn.for_question[0])])
             yield Token(turn.lead + "\n\n")
         chunks = self._focused(turn.query or question, context, turn.finder)
         messages = [

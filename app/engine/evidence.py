@@ -121,6 +121,22 @@ class EvidenceFinder:
                 spans.append((start, end))
         return {n: _merged(sorted(spans)) for n, spans in kept.items()}
 
+    def with_next(self, evidence: Evidence) -> Evidence:
+        """``evidence`` extended by the sentence after it in the same passage, when they fit in
+        one quote: a definition's first sentence names the thing, the next often gives the
+        value ("Specifies a fraction of the table size ..." / "The default is 0.2")."""
+        following = [(start, end) for s, start, end in self.candidates
+                     if s.n == evidence.n and start >= evidence.end]
+        if not following:
+            return evidence
+        source = next(s for s, _, _ in self.candidates if s.n == evidence.n)
+        start, end = min(following)
+        same_paragraph = not re.search(r"\n\s*\n", source.text[evidence.end:start])
+        if not same_paragraph or end - evidence.start > MAX_SENTENCE_CHARS * 1.5:
+            return evidence
+        return Evidence(n=evidence.n, text=source.text[evidence.start:end], start=evidence.start, end=end,
+                        score=evidence.score)
+
     def _scores(self, targets: list[str]) -> np.ndarray:
         target_vectors = np.asarray(self.embed(targets), dtype=np.float32)
         dense = (self.vectors @ target_vectors.T).max(axis=1)

@@ -122,7 +122,7 @@ class ItemResult:
                 else None
             ),
             "abstained": self.abstained,
-            "kind": self.kind,
+            "answer_kind": self.kind,
             "problems": self.problems,
             "shown_problems": self.shown_problems,
             "retrieve_ms": self.retrieve_ms,

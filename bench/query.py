@@ -68,7 +68,7 @@ def bench_retrieval(engine, questions) -> list[float]:
 
 
 def bench_answers(engine, questions) -> dict:
-    ttft, total, prompt, tokens, gold_hits, answerable = [], [], [], [], 0, 0
+    ttft, model_ttft, total, prompt, tokens, gold_hits, answerable = [], [], [], [], [], 0, 0
     for row in questions:
         count = 0
         answer = None
@@ -79,6 +79,8 @@ def bench_answers(engine, questions) -> dict:
                 answer = event.answer
         if answer.timings.first_token_ms is not None:
             ttft.append(answer.timings.first_token_ms)
+        if answer.timings.model_first_token_ms is not None:
+            model_ttft.append(answer.timings.model_first_token_ms)
         total.append(answer.timings.total_ms)
         if answer.prompt_tokens:
             prompt.append(answer.prompt_tokens)
@@ -87,7 +89,7 @@ def bench_answers(engine, questions) -> dict:
         if row.get("gold"):
             answerable += 1
             gold_hits += gold_seen(answer, row["gold"])
-    return {"ttft": ttft, "total": total, "prompt": prompt, "tokens": tokens,
+    return {"ttft": ttft, "model_ttft": model_ttft, "total": total, "prompt": prompt, "tokens": tokens,
             "gold_rate": gold_hits / answerable if answerable else float("nan")}
 
 
@@ -130,7 +132,8 @@ def main() -> int:
     engine.ask(questions[0]["question"])  # warm-up: first generation compiles kernels
     figures = bench_answers(engine, questions)
     print(f"answers (max_context_tokens={settings.max_context_tokens}, up to {args.answer_tokens} new tokens):")
-    print(line("first_token_ms", figures["ttft"], "ms"))
+    print(line("first_token_ms (shown)", figures["ttft"], "ms"))
+    print(line("model_first_token_ms", figures["model_ttft"], "ms"))
     print(line("prompt_tokens", figures["prompt"], "tok"))
     print(line("answer_tokens (streamed)", figures["tokens"], "tok"))
     print(line("total_ms", figures["total"], "ms"))

@@ -84,7 +84,8 @@ class ToolCall:
 @dataclass
 class Timings:
     retrieve_ms: float = 0.0  # query embedding + search (+ rewrite excluded)
-    first_token_ms: float | None = None  # from the question to the first answer token
+    first_token_ms: float | None = None  # from the question to the first answer token (the quote, if first)
+    model_first_token_ms: float | None = None  # ... to the model's own first token
     total_ms: float = 0.0  # from the question to the end, waits included
     rewrite_ms: float = 0.0
     wait_ms: float = 0.0  # models and index prepared while this question waited (in the two above)

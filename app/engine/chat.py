@@ -79,6 +79,7 @@ class _Turn:
     for_question: list[Evidence] = field(default_factory=list)  # the best sentences for the question
     lead: str = ""  # the quoted sentence streamed before the model's answer (evidence first)
     query: str = ""  # the standalone question (a follow-up rewritten): what evidence must answer
+    model_first_at: float | None = None  # when the model's first token arrived
 
 
 class Engine:
@@ -209,6 +210,7 @@ class Engine:
         answer.timings = Timings(
             retrieve_ms=round(retrieval.ms, 1),
             first_token_ms=round((turn.first_token_at - started) * 1000, 1) if turn.first_token_at else None,
+            model_first_token_ms=round((turn.model_first_at - started) * 1000, 1) if turn.model_first_at else None,
             total_ms=round(_ms(started), 1),
             rewrite_ms=round(rewrite_ms, 1),
             wait_ms=round(wait_ms, 1),
@@ -410,6 +412,8 @@ class Engine:
         stream = llm.stream(messages)
         try:
             for chunk in stream:
+                if turn.model_first_at is None:
+                    turn.model_first_at = time.perf_counter()
                 shown = guard.feed(_text(chunk))
                 if shown:
                     yield Token(shown)

@@ -8,7 +8,6 @@ from __future__ import annotations
 import json
 import mimetypes
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import streamlit as st
 

@@ -307,6 +307,9 @@ def stoppable_pipeline_class():
                     yield chunk
             finally:
                 cancelled.set()  # the reader is gone (or done): generation ends at the next token
+                # ... and is waited for: a process must not exit with torch busy in a thread
+                # ("terminate called without an active exception", then an abort).
+                work.join(STREAM_TIMEOUT_S)
 
     return StoppablePipeline
 

@@ -136,25 +136,35 @@ def test_a_garbled_answer_is_replaced_by_quoted_evidence_and_history_keeps_what_
     assert saved.content == answer.text  # a follow-up sees the quoted answer, not the garbage
 
 
+OWN_WORDS = "The machine needs descaling every 6 weeks, using citric acid."
+
+
 def test_the_embedded_model_answers_evidence_first(corpus_settings, embeddings):
-    engine, _, answer = answer_with(corpus_settings, embeddings, "It must be descaled every 6 weeks with citric acid.")
+    engine, _, answer = answer_with(corpus_settings, embeddings, OWN_WORDS)
     first, rest = answer.text.split("\n\n", 1)
     assert first.startswith("> ") and "descaled every 6 weeks" in first and "[1]" in first  # quoted, cited
-    assert rest.startswith("It must be descaled")
+    assert rest.startswith("The machine needs descaling")
     from app.engine.history import recent_history
 
     seen_by_model = recent_history(engine.threads.messages(answer.thread_id), 400, len)[-1].content
     assert not seen_by_model.lstrip().startswith(">")  # the model re-reads it plain: nothing to imitate
 
 
+def test_the_model_repeating_the_quote_above_it_is_repaired(prompt_lines):
+    quote = "> It must be descaled every 6 weeks with citric acid. [1]"
+    checked = check_answer("It must be descaled every 6 weeks with citric acid. The tank holds 2.5 litres.",
+                           prompt_lines, SOURCE, said=quote)
+    assert checked.text == "The tank holds 2.5 litres." and REPETITION in checked.problems
+
+
 def test_a_server_model_answers_in_its_own_words(corpus_settings, embeddings):
     settings = with_overrides(corpus_settings, answer_style="generate")
-    _, _, answer = answer_with(settings, embeddings, "It must be descaled every 6 weeks with citric acid.")
+    _, _, answer = answer_with(settings, embeddings, OWN_WORDS)
     assert answer.kind == "generated" and not answer.text.startswith(">")
 
 
 def test_evidence_sentences_point_inside_their_source(corpus_settings, embeddings):
-    _, _, answer = answer_with(corpus_settings, embeddings, "It must be descaled every 6 weeks with citric acid.")
+    _, _, answer = answer_with(corpus_settings, embeddings, OWN_WORDS)
     assert answer.kind == "generated" and answer.evidence
     assert answer.evidence[0].text in answer.text  # quoted first (the embedded model)
     by_n = {s.n: s for s in answer.sources}

@@ -229,7 +229,8 @@ class Engine:
             return Answer(text=checked.text, sources=[], cited=[], citations="none", thread_id="",
                           rewritten_query="", grounded=False, kind=GENERAL, problems=checked.problems,
                           prompt_tokens=turn.prompt_tokens, tool_calls=turn.tool_calls)
-        checked = check_answer(turn.text, self.prompt_lines, _sources_text(turn.sources), self.prompts.quoted)
+        checked = check_answer(turn.text, self.prompt_lines, _sources_text(turn.sources), self.prompts.quoted,
+                               said=turn.lead)
         finder = turn.finder or EvidenceFinder(turn.sources, self._embed)
         for_question = turn.for_question if turn.finder else finder.best([turn.query or question])
         refused = is_refusal(checked.text, self.prompts.not_found)

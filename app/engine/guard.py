@@ -257,17 +257,21 @@ def cut_at_next_turn(text: str) -> tuple[str, bool]:
     return text[: match.start()], True
 
 
-def check_answer(text: str, prompt: PromptLines, sources_text: str, quote_label: str = "") -> Checked:
+def check_answer(text: str, prompt: PromptLines, sources_text: str, quote_label: str = "",
+                 said: str = "") -> Checked:
     """Judge a finished answer sentence by sentence; return the repaired text and the problems.
 
     ``quote_label`` is the label of docchat's quoted answers: a model that writes it, or a
-    "> quote" that is not in the sources, is imitating one (``FAKE_QUOTE``).
+    "> quote" that is not in the sources, is imitating one (``FAKE_QUOTE``). ``said`` is what
+    the user was shown before the model's text (the evidence quote): saying it again is
+    repetition.
     """
     problems: list[str] = []
     text, cut = cut_at_next_turn(text)
     if cut:
         problems.append(MARKUP)
     judge = SentenceJudge(prompt, sources_text)
+    judge.seen.extend(words(sentence) for sentence in split_sentences(said.replace(">", " ")))
     kept = []
     for piece in re.split(r"(\n+)", text):  # keep the answer's line structure (lists)
         if piece.startswith("\n"):

@@ -213,3 +213,22 @@ def test_a_fact_stated_once_is_answered_not_refused(tmp_path, embeddings, chat_m
         "At what temperature does the Zorblax reactor run?")
     assert answer.kind in ("generated", "extractive") and "451" in answer.text
     assert answer.cited == [1] and answer.evidence and "451 kelvin" in answer.evidence[0].text
+
+
+def test_the_leading_quote_takes_the_next_sentence_only_within_its_paragraph():
+    import numpy as np
+
+    from app.engine.answer import Evidence, Source
+    from app.engine.evidence import EvidenceFinder
+
+    text = ("Options:\n\n- `--full` rebuilds the index from scratch.\n- `--include GLOB` picks files.\n\n"
+            "Specifies a fraction of the table size to add. The default is 0.2 (20% of table size).")
+    source = Source(n=1, source="g.md", root="/", page=None, heading=None, score=1.0, snippet="", text=text)
+    finder = EvidenceFinder([source], lambda texts: np.eye(len(texts), 8, dtype=np.float32))
+
+    def widened(sentence):
+        start = text.index(sentence)
+        return finder.with_next(Evidence(1, sentence, start, start + len(sentence), 1.0)).text
+
+    assert widened("Specifies a fraction of the table size to add.").endswith("The default is 0.2 (20% of table size).")
+    assert widened("`--full` rebuilds the index from scratch.") == "`--full` rebuilds the index from scratch."

@@ -131,7 +131,7 @@ class EvidenceFinder:
             return evidence
         source = next(s for s, _, _ in self.candidates if s.n == evidence.n)
         start, end = min(following)
-        same_paragraph = not re.search(r"\n\s*\n", source.text[evidence.end:start])
+        same_paragraph = not re.search(r"\n\s*(?:\n|[-*+|#>]|\d+[.)]\s)", source.text[evidence.end:start])
         if not same_paragraph or end - evidence.start > MAX_SENTENCE_CHARS * 1.5:
             return evidence
         return Evidence(n=evidence.n, text=source.text[evidence.start:end], start=evidence.start, end=end,

@@ -78,6 +78,7 @@ def test_each_recorded_failure_is_found_and_removed(prompt_lines, raw, problem, 
     "The machine must be descaled every 6 weeks with citric acid [1]. See https://rocket-espresso.example/manual.",
     "The machine must be descaled every 6 weeks. [1] The tank holds 2.5 litres. [1]",  # cited after the period
     "Quoted from your documents:\n\n> It must be descaled every 6 weeks with citric acid. [1]",
+    "> Manual: https://rocket-espresso.example/manual [1]",
 ])
 def test_a_good_answer_passes_unchanged(prompt_lines, good):
     assert check_answer(good, prompt_lines, SOURCE).problems == []

@@ -89,8 +89,15 @@ def test_answers_the_fact_from_the_right_file_streamed_and_remembered(engine, co
     tokens, answer = collect(engine.stream("How often must the coffee machine be descaled?"))
     assert len(tokens) > 1, "the answer arrives token by token"
     # The record's text is the streamed text, plus the [n] markers of word-overlap citations
-    # when the model wrote none itself.
-    assert _without_markers(answer.text) == _without_markers("".join(tokens).strip())
+    # when the model wrote none itself, less what the answer check removed at the end.
+    # When the model's own words failed the check (here: it may only repeat the quote), the
+    # record is the quoted answer, which the page shows in place of the stream.
+    streamed = _without_markers("".join(tokens).strip())
+    if answer.kind == "generated":
+        assert all(line in streamed for line in _without_markers(answer.text).splitlines())
+    else:
+        assert answer.kind == "extractive" and answer.text.startswith(engine.prompts.quoted.strip())
+    assert "6 weeks" in answer.text and "6 weeks" in streamed
     assert "6 weeks" in answer.text
     assert answer.sources[0].source == "coffee.md"
     assert answer.cited, "the answer cites where its fact comes from"

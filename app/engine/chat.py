@@ -409,7 +409,7 @@ class Engine:
     def _stream_model(self, llm, messages, turn: _Turn, sources_text: str) -> Iterator[Event]:
         """The model's answer as it streams, through the guard: what might turn out bad is held
         back, and the model is stopped at a loop or when it starts another prompt turn."""
-        guard = StreamGuard(self.prompt_lines, sources_text)
+        guard = StreamGuard(self.prompt_lines, sources_text, said=turn.lead)
         stream = llm.stream(messages)
         try:
             for chunk in stream:

@@ -220,7 +220,8 @@ class SentenceJudge:
             return True
         if not stripped.startswith(">"):
             return False
-        body = " ".join(re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", stripped.lstrip("> ")).split()).lower()
+        cited_at_end = r"(?:\s*\[\d+(?:\s*,\s*\d+)*\])+\s*$"  # our [n]; a "[2]" inside is the source's own
+        body = " ".join(re.sub(cited_at_end, "", stripped.lstrip("> ")).split()).lower()
         return bool(body) and body.rstrip(".") not in " ".join(self.source_text.split())
 
     def suspicious_start(self, partial: str) -> bool:
@@ -318,8 +319,9 @@ class StreamGuard:
 
     MAX_REPEATS = 2  # repeated sentences dropped before the model is stopped
 
-    def __init__(self, prompt: PromptLines, sources_text: str):
+    def __init__(self, prompt: PromptLines, sources_text: str, said: str = ""):
         self.judge = SentenceJudge(prompt, sources_text)
+        self.judge.seen.extend(words(sentence) for sentence in split_sentences(said.replace(">", " ")))
         self.raw = ""
         self.pending = ""  # the unfinished sentence not yet shown
         self.shown_of_pending = 0  # how much of ``pending`` was already released

@@ -261,9 +261,11 @@ def test_a_parse_over_the_time_limit_is_stopped(tmp_path):
 
 
 def test_a_parser_that_runs_out_of_memory_only_fails_its_file(tmp_path):
-    pdf = make_pdf(tmp_path / "big.pdf", ["words " * 400] * 30)
+    pdf = make_pdf(tmp_path / "big.pdf", ["words " * 4000] * 30)
     from ingest.documents import UnreadableFile
 
     # A cap below what the child already uses: the parser fails inside the child, not here.
+    # The text (~700 KB) needs fresh memory: a small file could be parsed in what the forked
+    # worker already has, and then the cap would never bite (seen once under load).
     with pytest.raises(UnreadableFile):
         parse_in_child("pdf", pdf, timeout_s=60, memory_limit=1 << 20)

@@ -125,3 +125,13 @@ def test_file_inside_refuses_escapes_and_links(tmp_path):
     assert file_inside(root, "link.md", roots) is None
     assert file_inside(tmp_path, "secret.txt", roots) is None  # a root nobody ingested
     assert file_inside(root, "missing.md", roots) is None
+
+
+def test_only_links_a_cited_source_holds_stay_clickable():
+    from app.ui.sanitize import only_links
+
+    shown = only_links("See https://ok.example/a and [docs](https://evil.example/x), or www.other.example.",
+                       ["https://ok.example/a"])
+    assert "https://ok.example/a" in shown  # kept as a link
+    assert "(https://evil.example/x)" not in shown and "docs" in shown  # the words stay, the link goes
+    assert "www.other.example" not in shown and "www\u200b.other.example" in shown  # reads the same, not a link

@@ -49,8 +49,10 @@ LOOP_MAX_N = 12
 
 _SENTENCE_END = re.compile(r"(?<=[.!?])[ \t]+(?!\[\d)|\n+")  # "... end. [4]" keeps its citation
 _WORD = re.compile(r"[a-z0-9_]+")
-_URL = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>()\[\]\"'`]+|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", re.I)
-_MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*([^)\s]*)\s*\)")
+# Links (also used by the page to decide what is clickable) and e-mail addresses.
+LINK = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>()\[\]\"'`]+", re.I)
+MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*([^)\s]*)\s*\)")
+_URL = re.compile(LINK.pattern + r"|\b[\w.+-]+@[\w-]+(?:\.[\w-]+)+\b", re.I)
 # Text that only the prompt's structure or a chat template produces, never an answer.
 _MARKUP = re.compile(
     r"</?\s*document\b[^>]*>?"  # our old fences, and look-alikes
@@ -244,7 +246,7 @@ def remove_links(sentence: str, links: list[str]) -> str:
     def unlink(match: re.Match) -> str:
         return match.group(1) if match.group(2).rstrip(".,;:!?") in links else match.group(0)
 
-    sentence = _MD_LINK.sub(unlink, sentence)
+    sentence = MD_LINK.sub(unlink, sentence)
     for link in links:
         sentence = sentence.replace(link, "")
     return re.sub(r"[ \t]{2,}", " ", sentence).replace(" .", ".").strip()

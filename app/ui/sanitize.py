@@ -12,6 +12,8 @@ import re
 import unicodedata
 from pathlib import Path
 
+from app.engine.guard import LINK, MD_LINK  # the one definition of a link
+
 # Characters with a meaning in Markdown or in Streamlit's extensions (":red[...]", "$math$").
 _MARKDOWN_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:])")
 
@@ -51,8 +53,6 @@ def safe_markdown(text: str) -> str:
     return "".join(part if i % 2 else part.replace("$", "\\$") for i, part in enumerate(parts))
 
 
-_LINK = re.compile(r"(?:https?://|ftp://|www\.)[^\s<>()\[\]\"'`]+", re.I)
-_MD_LINK = re.compile(r"\[([^\]]*)\]\(\s*([^)\s]*)\s*\)")
 
 
 def only_links(text: str, allowed: list[str]) -> str:
@@ -68,8 +68,8 @@ def only_links(text: str, allowed: list[str]) -> str:
     def ok(url: str) -> bool:
         return url.lower().rstrip(".,;:!?") in allowed_lower
 
-    text = _MD_LINK.sub(lambda m: m.group(0) if ok(m.group(2)) else m.group(1), str(text))
-    return _LINK.sub(lambda m: m.group(0) if ok(m.group(0)) else _break_link(m.group(0)), text)
+    text = MD_LINK.sub(lambda m: m.group(0) if ok(m.group(2)) else m.group(1), str(text))
+    return LINK.sub(lambda m: m.group(0) if ok(m.group(0)) else _break_link(m.group(0)), text)
 
 
 def _break_link(url: str) -> str:

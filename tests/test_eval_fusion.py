@@ -106,8 +106,8 @@ def query(**changes):
 def test_the_engine_retrieval_adds_keyword_hits_when_hybrid():
     from app.engine.retrieval import retrieve
 
-    dense_only = retrieve(query(hybrid=False), store=TinyStore(), embeddings=FakeEmbeddings()).hits
-    hybrid = retrieve(query(hybrid=True), store=TinyStore(), embeddings=FakeEmbeddings()).hits
+    dense_only = retrieve(query(hybrid=False), store=TinyStore(), embedder=FakeEmbeddings()).hits
+    hybrid = retrieve(query(hybrid=True), store=TinyStore(), embedder=FakeEmbeddings()).hits
     assert [h.chunk_id for h in dense_only] == [1, 2]
     assert [h.chunk_id for h in hybrid] == [2, 1, 3]  # chunk 3 only BM25 found
 
@@ -143,7 +143,7 @@ def test_the_best_chunk_decides_abstention_and_the_floor_keeps_weaker_ones():
     from app.engine.retrieval import retrieve
 
     def hits(**changes):
-        found = retrieve(query(hybrid=True, **changes), store=TinyStore(), embeddings=FakeEmbeddings()).hits
+        found = retrieve(query(hybrid=True, **changes), store=TinyStore(), embedder=FakeEmbeddings()).hits
         return [h.chunk_id for h in found]
 
     # cosines: chunk 1 = 1.0, chunk 2 = 0.8, chunk 3 (BM25 only) = 0.0

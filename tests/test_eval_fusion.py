@@ -127,6 +127,26 @@ def test_a_query_word_no_chunk_has_raises_the_threshold():
     assert needed(text="set up Patroni", score_threshold=0.45) == 0.45  # margin 0: off
 
 
+def test_a_version_or_file_the_documents_never_mention_raises_the_bar():
+    from app.engine.relevance import UNKNOWN_VERSION_MARGIN, judge, name_like, versions
+
+    known = {"postgresql 15", "postgresql", "pg_hba.conf", "pg_hba"}
+
+    class Store(TinyStore):
+        def has_term(self, term, *, sources=None):
+            return term in known
+
+    def needed(text):
+        return judge(query(text=text, score_threshold=0.45, unknown_term_margin=0.1),
+                     [Hit(1, "unrelated text", 0.5)], Store()).needed
+
+    assert versions("What is new in PostgreSQL 17 and Git 2.45?") == ["postgresql 17", "git 2.45"]
+    assert name_like("Where does .gitlab-ci.yml go, next to pg_hba.conf?")[:2] == [".gitlab-ci.yml", "pg_hba.conf"]
+    assert needed("What is new in PostgreSQL 17?") == round(0.45 + UNKNOWN_VERSION_MARGIN, 4)
+    assert needed("Does PostgreSQL 15 read pg_hba.conf at start?") <= 0.45  # both are in the documents
+    assert needed("How do I write a .gitlab-ci.yml file?") == 0.55  # an unknown file name: a name
+
+
 def test_a_chunk_holding_the_question_words_lowers_the_bar():
     from app.engine.relevance import judge
 

@@ -75,6 +75,8 @@ def test_has_term_tells_whether_any_chunk_has_a_word(index):
     assert not store.has_term("patroni")
     assert not store.has_term("licence", sources=["guides/"])
     assert not store.has_term('"; DROP TABLE chunks; --') and not store.has_term("")
+    assert store.has_term("quarterly budget") and store.has_term("Quarterly-Budget")  # a phrase ...
+    assert not store.has_term("budget quarterly")  # ... in that order, side by side
 
 
 def test_vectors_documents_and_chunks_of(index, embeddings):

@@ -214,7 +214,7 @@ class Engine:
         cited = cited or _evidence_sources(evidence[:1])
         if turn.lead:  # the quote that was streamed first
             text = turn.lead + "\n\n" + text
-            cited = list(dict.fromkeys([for_question[0].n, *cited]))
+            cited = list(dict.fromkeys([*(e.n for e in quoted(for_question)), *cited]))
         return Answer(text=text, sources=turn.sources, cited=cited, citations=citations, thread_id="",
                       rewritten_query="", tool_calls=turn.tool_calls, prompt_tokens=turn.prompt_tokens,
                       kind=GENERATED, evidence=evidence, problems=checked.problems,
@@ -300,7 +300,11 @@ class Engine:
         turn.finder = EvidenceFinder(turn.sources, self._embed)
         turn.for_question = turn.finder.best([turn.query or question])
         if self.settings.quote_first and turn.for_question:  # evidence first, before the model speaks
-            turn.lead = quote_block([turn.finder.with_next(turn.for_question[0])])
+            # The best sentence and a close runner-up, each with the next sentence of its
+            # paragraph: the lead alone then carries 0.57 of the expected answer's words on the
+            # PostgreSQL set and 0.58 on git, against 0.46 and 0.43 for the best sentence alone
+            # (bench/lead_variants.py).
+            turn.lead = quote_block([turn.finder.with_next(e) for e in quoted(turn.for_question)])
             yield Token(turn.lead + "\n\n")
         chunks = self._focused(turn.query or question, context, turn.finder)
         messages = [

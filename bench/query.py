@@ -115,9 +115,9 @@ def main() -> int:
     questions = all_questions[: args.limit]
     engine = Engine(settings)
     start = time.perf_counter()
-    engine.store, engine.embeddings  # noqa: B018
+    engine.store, engine.embedder.prepare()  # noqa: B018
     if not args.retrieval_only:
-        engine.llm  # noqa: B018
+        engine.chat.prepare()
     print(f"index: {len(engine.store)} chunks; models loaded in {time.perf_counter() - start:.1f} s; "
           f"k={settings.k} threshold={settings.score_threshold} search={settings.search_type}")
 

@@ -77,16 +77,22 @@ def render_history(messages, options: ChatOptions) -> None:
             controls.answer_controls(options, message, answer, question, last=i == last_answer)
 
 
+IN_FLIGHT = "answer_in_flight"  # the answer being streamed: {thread, question, parts}
+
+
 def stream_answer(engine, threads, question: str, options: ChatOptions):
     """Ask the engine, writing the answer as its tokens arrive; returns the Answer (or None).
 
-    A stop (the stop button, the chat input's stop, or anything else that interrupts the
-    page) keeps the part that had arrived in the thread, marked stopped.
+    A stop (the Stop button, or anything else that reruns the page meanwhile) keeps the part
+    that had arrived in the thread, marked stopped. Streamlit starts the next run before this
+    one has unwound (it stops at its next token), so what has arrived is also kept in the
+    session, where the next run shows it (``render_in_flight``) until it is saved.
     """
     from app.engine.answer import Done, Token
 
     done: list = []  # the Answer, once the stream ends (tool calls arrive in it too)
-    arrived: list[str] = []
+    flight = {"thread": options.thread_id, "question": question, "parts": []}
+    st.session_state[IN_FLIGHT] = flight
 
     def pieces():
         for event in engine.stream(
@@ -98,7 +104,7 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
             score_threshold=options.score_threshold,
         ):
             if isinstance(event, Token):
-                arrived.append(event.text)
+                flight["parts"].append(event.text)
                 yield safe_markdown_piece(event.text)
             elif isinstance(event, Done):
                 done.append(event.answer)
@@ -111,12 +117,15 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
             st.write_stream(pieces())
     except ScriptControlException:  # stopped, or the page rerun for another click
         if not done:
-            keep_stopped(threads, options.thread_id, question, "".join(arrived))
+            _land(flight)
+            keep_stopped(threads, options.thread_id, question, "".join(flight["parts"]))
         raise
     except Exception as exc:  # a backend or index failure: say so, keep the page alive
+        _land(flight)
         text_slot.empty()
         show_error(exc)
         return None
+    _land(flight)
     if not done:
         return None
     answer = done[0]
@@ -125,6 +134,23 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
     text_slot.markdown(answer_markdown(answer, key="new"))
     render_answer(answer, options, key="new", with_text=False)
     return answer
+
+
+def _land(flight: dict) -> None:
+    if st.session_state.get(IN_FLIGHT) is flight:
+        del st.session_state[IN_FLIGHT]
+
+
+def render_in_flight(thread_id: str | None) -> None:
+    """An answer of this thread that was stopped a moment ago and is still being saved."""
+    flight = st.session_state.get(IN_FLIGHT)
+    if not flight or flight["thread"] != thread_id:
+        return
+    with st.chat_message("user"):
+        st.markdown(safe_markdown(flight["question"]))
+    with st.chat_message("assistant"):
+        st.markdown(safe_markdown("".join(flight["parts"])) or "*(nothing had arrived yet)*")
+        st.caption(":material/stop_circle: Stopped: the answer above is the part that had arrived.")
 
 
 def keep_stopped(threads, thread_id: str, question: str, partial: str) -> None:

@@ -77,19 +77,19 @@ def chat_page(settings) -> None:
     )  # fmt: skip
 
     ready = store is not None and prepare_engine(settings, notices)
-    if thread_id:
-        chat.render_history(threads.messages(thread_id), options)
-    elif store is None:
-        welcome.empty_state(settings)
-    else:
-        welcome.first_screen(settings, store, documents, resources.advice(settings) if ready else None)
-
-    typed = bottom_bar(settings, store, documents)
+    typed = bottom_bar(settings, store, documents)  # pinned below, so read first
     question = st.session_state.pop(controls.PENDING, None)
     if typed is not None:
         if typed.files:
             panels.ingest_uploads(settings, typed.files)  # reruns with the new index
         question = typed.text
+    if thread_id:
+        chat.render_history(threads.messages(thread_id), options)
+        chat.render_in_flight(thread_id)
+    elif store is None:
+        welcome.empty_state(settings)
+    elif not question:
+        welcome.first_screen(settings, store, documents, resources.advice(settings) if ready else None)
     if question and question.strip():
         if store is None:
             st.info("There are no documents to answer from yet: add some first (the clip in the box, "
@@ -116,7 +116,6 @@ def bottom_bar(settings, store, documents):
             accept_file="multiple",
             file_type=sorted(s.lstrip(".") for s in SUPPORTED),
             max_upload_size=max(1, int(settings.upload_max_mb)),
-            submit_mode="stop",
             key="question",
         )
 
@@ -138,7 +137,7 @@ def ask(settings, threads, question: str, options: chat.ChatOptions) -> None:
     fails before anything is saved leaves no empty thread behind."""
     created = options.thread_id is None
     if created:
-        options.thread_id = st.session_state[conversations.THREAD] = threads.create().id
+        options.thread_id = st.session_state[conversations.THREAD] = threads.create(question).id
     threads.set_sources(options.thread_id, options.sources)
     with st.chat_message("user"):
         st.markdown(safe_markdown(question))

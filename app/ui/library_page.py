@@ -33,8 +33,9 @@ def show(settings) -> None:
         indexed = sum(1 for r in rows if r["status"] == "indexed")
         st.caption(f"{indexed} documents indexed, {sum(d.chunks for d in documents)} passages"
                    + (f"; {len(rows) - indexed} not indexed" if len(rows) > indexed else ""))  # fmt: skip
-        st.dataframe(
-            rows, hide_index=True, key="library-table",
+        st.caption("Select a row to open or remove that document.")
+        event = st.dataframe(
+            rows, hide_index=True, key="library-table", on_select="rerun", selection_mode="single-row",
             column_config={
                 "document": st.column_config.TextColumn("Document", width="large"),
                 "type": "Type", "size": "Size", "pages": "Pages", "passages": "Passages",
@@ -43,8 +44,10 @@ def show(settings) -> None:
                 "folder": "Folder",
             },
         )  # fmt: skip
-    if documents:
-        _document_actions(settings, store, documents)
+        picked = [rows[i] for i in event.selection.rows if i < len(rows)]
+        by_key = {(d.root, d.source): d for d in documents}
+        if picked and (picked[0]["folder"], picked[0]["document"]) in by_key:
+            _document_actions(settings, store, by_key[(picked[0]["folder"], picked[0]["document"])], documents)
     if st.button("Re-sync the documents folder", icon=":material/sync:", key="resync",
                  help=escape_markdown(f"Index new and changed files in {settings.docs_path}, drop removed ones.")):
         panels.resync(settings)
@@ -85,14 +88,9 @@ def _pages(store, doc) -> str:
     return cache[key]
 
 
-def _document_actions(settings, store, documents: list) -> None:
-    labels = {f"{d.source} ({d.root})": d for d in documents}
-    choice = st.selectbox("A document", list(labels), index=None, key="doc-choice",
-                          placeholder="Choose a document to open or remove")  # fmt: skip
-    if choice is None:
-        return
-    doc = labels[choice]
-    with st.container(horizontal=True):
+def _document_actions(settings, store, doc, documents: list) -> None:
+    with st.container(horizontal=True, vertical_alignment="center"):
+        st.markdown(f"**{escape_markdown(doc.source)}**")
         if st.button("Open", key="open-doc", icon=":material/open_in_new:"):
             document_dialog(store, doc, {(d.root, d.source) for d in documents})
         with st.popover("Remove", icon=":material/delete:", key="remove-doc-menu"):
@@ -112,7 +110,6 @@ def _remove(settings, doc) -> None:
         return
     what = "removed from the index and its file deleted" if deleted else "removed from the index"
     st.toast(escape_markdown(f"{doc.source}: {what}."))
-    st.session_state.pop("doc-choice", None)
     st.rerun()
 
 

@@ -270,11 +270,11 @@ def render_how(answer) -> None:
 
 def timings_line(t) -> str:
     """The timings in words a person reads at a glance."""
-    parts = [f"found in {duration(t.retrieve_ms)}"]
+    parts = [f"Found in {duration(t.retrieve_ms)}"]
     if t.first_token_ms is not None:
         parts.append(f"first words after {duration(t.first_token_ms)}")
     parts.append(f"complete in {duration(t.total_ms)}")
     if t.wait_ms >= 100:
         parts.append(f"of which {duration(t.wait_ms)} preparing the models")
     parts.append(f"answer check {duration(t.check_ms)}")
-    return " · ".join(parts).capitalize()
+    return " · ".join(parts)

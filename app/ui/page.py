@@ -20,7 +20,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from app.config import load_settings  # noqa: E402
 from app.errors import DocchatError  # noqa: E402
-from app.ui import chat, controls, conversations, library_page, panels, resources, welcome  # noqa: E402
+from app.ui import chat, controls, conversations, panels, resources, welcome  # noqa: E402
+from app.ui.page_state import SETTINGS  # noqa: E402
 from app.ui.sanitize import escape_markdown, safe_markdown  # noqa: E402
 
 log = logging.getLogger("docchat.ui")
@@ -52,9 +53,10 @@ def main() -> None:
     except DocchatError as exc:
         chat.show_error(exc)
         st.stop()
+    st.session_state[SETTINGS] = settings
     pages = [
         st.Page(lambda: chat_page(settings), title="Chat", icon=":material/forum:", url_path="chat", default=True),
-        st.Page(lambda: library_page.show(settings), title="Library", icon=":material/library_books:",
+        st.Page(Path(__file__).with_name("library_view.py"), title="Library", icon=":material/library_books:",
                 url_path="library"),
     ]  # fmt: skip
     st.navigation(pages, position="top").run()

@@ -54,12 +54,23 @@ def main() -> None:
         chat.show_error(exc)
         st.stop()
     st.session_state[SETTINGS] = settings
+    quiet_logs(settings)
     pages = [
         st.Page(lambda: chat_page(settings), title="Chat", icon=":material/forum:", url_path="chat", default=True),
         st.Page(Path(__file__).with_name("library_view.py"), title="Library", icon=":material/library_books:",
                 url_path="library"),
     ]  # fmt: skip
     st.navigation(pages, position="top").run()
+
+
+def quiet_logs(settings) -> None:
+    """One line per answered question at INFO (DOCCHAT_LOG_LEVEL), on the server's output."""
+    if not log.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
+    log.setLevel(settings.log_level)
 
 
 def chat_page(settings) -> None:

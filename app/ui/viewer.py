@@ -15,6 +15,7 @@ import streamlit as st
 from app.ui.sanitize import downloadable_file, escape_markdown, highlighted
 
 PDF_RENDER_SCALE = 1.5  # 108 dpi: readable, and a page stays a few hundred KB
+PDF_WIDTH = 760  # pixels shown: a page is readable without filling a wide screen
 
 
 @dataclass
@@ -69,8 +70,9 @@ def evidence_spans(text: str, evidence) -> list[tuple[int, int]]:
     return sorted(set(spans))
 
 
-def render_pdf_page(path, page: int) -> bytes | None:
-    """The PDF's ``page`` (1-based) as PNG bytes, or None when it cannot be rendered."""
+def render_pdf_page(path, page: int, marks: list[str] = ()) -> bytes | None:
+    """The PDF's ``page`` (1-based) as PNG bytes with the ``marks`` (sentences) highlighted
+    where they stand on it, or None when it cannot be rendered."""
     try:
         import io
 
@@ -80,14 +82,47 @@ def render_pdf_page(path, page: int) -> bytes | None:
         try:
             if not 1 <= page <= len(pdf):
                 return None
-            image = pdf[page - 1].render(scale=PDF_RENDER_SCALE).to_pil()
+            sheet = pdf[page - 1]
+            image = sheet.render(scale=PDF_RENDER_SCALE).to_pil().convert("RGB")
+            boxes = _boxes(sheet, marks)
         finally:
             pdf.close()
+        _highlight(image, boxes)
         out = io.BytesIO()
         image.save(out, format="PNG")
         return out.getvalue()
     except Exception:  # a damaged or encrypted file: the passage text is still shown
         return None
+
+
+def _boxes(sheet, marks) -> list[tuple[float, float, float, float]]:
+    """Where the marks' lines are on the page, in image pixels (left, top, right, bottom).
+
+    pdfium searches one line at a time (the page text breaks lines), so each line of a
+    sentence is looked up on its own."""
+    text_page = sheet.get_textpage()
+    height = sheet.get_height()
+    boxes = []
+    for mark in marks:
+        for line in (part.strip() for part in mark.splitlines()):
+            if len(line) < 4:
+                continue
+            found = text_page.search(line, match_case=True).get_next()
+            if not found:
+                continue
+            start, count = found
+            for i in range(text_page.count_rects(start, count)):
+                left, bottom, right, top = text_page.get_rect(i)
+                boxes.append(tuple(v * PDF_RENDER_SCALE for v in (left, height - top, right, height - bottom)))
+    return boxes
+
+
+def _highlight(image, boxes) -> None:
+    from PIL import ImageDraw
+
+    layer = ImageDraw.Draw(image, "RGBA")
+    for left, top, right, bottom in boxes:
+        layer.rectangle((left - 2, top - 2, right + 2, bottom + 2), fill=(255, 170, 0, 90))
 
 
 def show_source(source, evidence, *, store, indexed_files: set[tuple[str, str]], key: str) -> None:
@@ -99,6 +134,11 @@ def show_source(source, evidence, *, store, indexed_files: set[tuple[str, str]],
         where.append(f"section: {source.heading}")
     where.append(f"relevance {source.score:.2f}")
     st.caption(escape_markdown(" · ".join(where)))
+    path = downloadable_file(source.root, source.source, indexed_files)
+    if path is not None and path.suffix.lower() == ".pdf" and source.page is not None:
+        png = render_pdf_page(path, int(source.page), [e.text for e in evidence])  # the cited page first
+        if png is not None:
+            st.image(png, caption=f"{source.source}, page {source.page}", width=PDF_WIDTH)
     passage = find_passage(store, source)
     if passage.position is not None:
         st.caption(f"Passage {passage.position + 1} of {passage.count} in this document")
@@ -114,18 +154,12 @@ def show_source(source, evidence, *, store, indexed_files: set[tuple[str, str]],
     if passage.after:
         st.caption("After")
         st.text(_head(passage.after))
-    path = downloadable_file(source.root, source.source, indexed_files)
-    if path is None:
-        return
-    if path.suffix.lower() == ".pdf" and source.page is not None:
-        png = render_pdf_page(path, int(source.page))
-        if png is not None:
-            st.image(png, caption=f"{source.source}, page {source.page}")
-    st.download_button(
-        "Download the file", data=path.read_bytes, file_name=path.name,
-        mime=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-        key=f"dl-{key}", on_click="ignore", icon=":material/download:",
-    )  # fmt: skip
+    if path is not None:
+        st.download_button(
+            "Download the file", data=path.read_bytes, file_name=path.name,
+            mime=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
+            key=f"dl-{key}", on_click="ignore", icon=":material/download:",
+        )  # fmt: skip
 
 
 @st.dialog("Source", width="large")

@@ -167,7 +167,7 @@ def test_ask_and_open_the_pdf_source_at_its_page(page, server, workdir):
     clicked = time.monotonic()
     card.get_by_role("button", name="Open").click()
     dialog = page.get_by_role("dialog")
-    dialog.locator("img").first.wait_for(timeout=60_000)  # the page itself, rendered here
+    dialog.locator("[data-testid=stImage] img").wait_for(timeout=60_000)  # the page itself, rendered here
     FIGURES["source click to page shown"] = time.monotonic() - clicked
     dialog.get_by_text("boiler.pdf, page 2").wait_for()
     dialog.get_by_text("Download the file").wait_for()

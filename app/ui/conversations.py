@@ -35,8 +35,9 @@ def threads_panel(settings, known_sources: set[str]) -> str | None:
     for group, members in groupby(threads, key=lambda t: age_group(t.updated)):
         st.caption(group)
         for thread in members:
+            date = f"· {when(thread.updated)}"
             st.button(
-                f"{escape_markdown(thread.title or 'Untitled')} :gray[· {when(thread.updated)}]",
+                escape_markdown(thread.title or "Untitled") + (f" {date}" if thread.id == current else f" :gray[{date}]"),
                 key=f"thread-{thread.id}",
                 type="primary" if thread.id == current else "tertiary",
                 width="stretch",

@@ -6,4 +6,5 @@ from app.ui.page_state import SETTINGS
 
 import streamlit as st
 
-library_page.show(st.session_state[SETTINGS])
+if __name__ == "__main__":  # not in a spawned worker (see page.py)
+    library_page.show(st.session_state[SETTINGS])

@@ -170,4 +170,9 @@ def ask(settings, threads, question: str, options: chat.ChatOptions) -> None:
     st.rerun()  # the sidebar lists the thread under its new title; history renders it
 
 
-main()
+# Streamlit runs this file as "__main__". The ingest's parser workers are started with
+# multiprocessing "spawn", which re-imports the parent's main script as "__mp_main__" in
+# each worker: without this guard every worker ran the page there, with no Streamlit
+# session (the flood of "missing ScriptRunContext" warnings in the server log).
+if __name__ == "__main__":
+    main()

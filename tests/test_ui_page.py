@@ -264,3 +264,17 @@ def test_settings_panel_shows_the_backend_and_the_doctor_status(monkeypatch):
     defaults = Settings.model_fields  # the sliders start at the configured values
     assert at.slider(key="k").value == defaults["k"].default
     assert at.slider(key="threshold").value == defaults["score_threshold"].default
+
+
+def test_the_chat_model_is_switched_in_the_page(monkeypatch):
+    closed = closed_port_url()
+    at = page()
+    at.selectbox(key="pick-backend").set_value("ollama").run()
+    at.text_input(key="pick-ollama-host").set_value(closed).run()
+    assert "No Ollama server with a chat model answers" in texts(at)  # and how to get one
+    at.text_input(key="pick-model").set_value("qwen2.5:7b")
+    at.button(key="use-model").click().run()
+    assert not at.exception
+    assert "Chat model: ollama · qwen2.5:7b" in texts(at)  # from the next question on, no restart
+    at.button(key="reset-model").click().run()
+    assert "Chat model: huggingface · SmolLM2-135M-Instruct" in texts(at)

@@ -49,7 +49,7 @@ def open_index(settings):
 def main() -> None:
     st.set_page_config(page_title="docchat", page_icon="💬", layout="wide")
     try:
-        settings = page_settings()
+        settings = panels.with_chosen_model(page_settings())
     except DocchatError as exc:
         chat.show_error(exc)
         st.stop()

@@ -101,8 +101,21 @@ def show_report() -> None:
 
 
 # -- settings --------------------------------------------------------------------------------
+CHOSEN_MODEL = "chosen_model"  # the chat model picked in the page: settings fields to override
+BACKEND_NAMES = {"huggingface": "Embedded / transformers (in docchat)", "ollama": "Ollama server",
+                 "openai": "OpenAI-compatible server"}  # fmt: skip
+
+
+def with_chosen_model(settings):
+    """The settings with the chat model picked in the page for this session, if any (the
+    engine is cached per settings, so the new model answers from the next question on)."""
+    chosen = st.session_state.get(CHOSEN_MODEL)
+    return settings.model_copy(update=chosen) if chosen else settings
+
+
 def settings_panel(settings) -> dict:
-    """Backend, model and doctor status; k, temperature and threshold for this session."""
+    """The chat model (switchable here), doctor status; k, temperature and threshold for
+    this session."""
     with st.expander("Settings", icon=":material/settings:"):
         st.caption(
             escape_markdown(
@@ -113,6 +126,7 @@ def settings_panel(settings) -> dict:
         advice = resources.advice(settings)
         if advice.advice:
             st.info(escape_markdown(advice.advice), icon=":material/tips_and_updates:")
+        _model_chooser(settings)
         if st.button("Check the set-up (doctor)", key="doctor"):
             _doctor(settings)
         return {
@@ -123,6 +137,43 @@ def settings_panel(settings) -> dict:
                 help="The best chunk must reach this score, or the answer is \"not found\" (DOCCHAT_SCORE_THRESHOLD).",
             ),
         }  # fmt: skip
+
+
+def _model_chooser(settings) -> None:
+    """Pick the backend and model: Ollama's pulled models are listed from the server, an
+    OpenAI-compatible server is given by URL. Applied to this session, no restart."""
+    from app.backends.advice import ollama_chat_models
+    from app.config import DEFAULT_LLM_MODELS
+
+    with st.popover("Change the chat model", icon=":material/swap_horiz:", key="model-menu"):
+        backend = st.selectbox("Backend", list(BACKEND_NAMES), format_func=BACKEND_NAMES.get,
+                               index=list(BACKEND_NAMES).index(settings.llm_backend), key="pick-backend")  # fmt: skip
+        update = {"llm_backend": backend}
+        if backend == "ollama":
+            host = st.text_input("Ollama server", value=settings.ollama_host, key="pick-ollama-host")
+            pulled = ollama_chat_models(host)
+            if pulled:
+                update["llm_model"] = st.selectbox("Model", pulled, key="pick-ollama-model")
+            else:
+                st.caption(escape_markdown(f"No Ollama server with a chat model answers at {host}: start it "
+                                           "(`ollama serve`) and `ollama pull llama3.2`, or type a model name."))
+                update["llm_model"] = st.text_input("Model", value=DEFAULT_LLM_MODELS["ollama"], key="pick-model")
+            update["ollama_host"] = host
+        elif backend == "openai":
+            update["openai_base_url"] = st.text_input(
+                "Server URL", value=settings.openai_base_url or "", placeholder="http://localhost:8000/v1 (empty: OpenAI)",
+                key="pick-openai-url",
+            ).strip() or None  # fmt: skip
+            update["llm_model"] = st.text_input("Model", value=DEFAULT_LLM_MODELS["openai"], key="pick-model")
+        else:
+            update["llm_model"] = st.text_input("Model folder or name (empty: the embedded one)",
+                                                value="", key="pick-hf-model")  # fmt: skip
+        if st.button("Use this model", key="use-model", type="primary"):
+            st.session_state[CHOSEN_MODEL] = update
+            st.rerun()
+        if st.session_state.get(CHOSEN_MODEL) and st.button("Back to the configured model", key="reset-model"):
+            del st.session_state[CHOSEN_MODEL]
+            st.rerun()
 
 
 def _doctor(settings) -> None:

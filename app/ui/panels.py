@@ -43,13 +43,13 @@ def ingest_uploads(settings, files) -> None:
     """Save and index files the browser sent (the upload form, or the question box)."""
     uploads = [Upload(f.name, f.getvalue()) for f in files]
     run_ingest(settings, lambda progress: library.add_uploads(
-        settings, uploads, embeddings=resources.embeddings(settings), progress=progress
+        settings, uploads, embedder=resources.embedder(settings), progress=progress
     ))  # fmt: skip
 
 
 def resync(settings) -> None:
     run_ingest(settings, lambda progress: (None, library.sync_folder(
-        settings, embeddings=resources.embeddings(settings), progress=progress
+        settings, embedder=resources.embedder(settings), progress=progress
     )))  # fmt: skip
 
 

@@ -157,13 +157,13 @@ def test_ask_and_open_the_pdf_source_at_its_page(page, server, workdir):
     FIGURES["first words"] = time.monotonic() - started
     page.get_by_text("How this was answered").wait_for(timeout=240_000)
     FIGURES["whole answer"] = time.monotonic() - started
+    page.get_by_role("button", name="Regenerate").wait_for()  # the saved answer, with its controls
     source = page.get_by_text("boiler.pdf p. 2").first
     source.wait_for()
     # [n] in the answer links to its source.
     assert page.locator('[data-testid="stChatMessage"] a[href^="#source-"]').count() >= 1
     shot(page, workdir, "answer")
-    card = page.locator('[data-testid="stVerticalBlockBorderWrapper"], [data-testid="stVerticalBlock"]').filter(
-        has=page.get_by_text("boiler.pdf p. 2")).last  # fmt: skip
+    card = page.locator('[data-testid="stVerticalBlock"]').filter(has=page.get_by_text("boiler.pdf p. 2")).last
     clicked = time.monotonic()
     card.get_by_role("button", name="Open").click()
     dialog = page.get_by_role("dialog")

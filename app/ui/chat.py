@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from dataclasses import dataclass, field
 
 import streamlit as st
@@ -78,6 +79,7 @@ def render_history(messages, options: ChatOptions) -> None:
 
 
 IN_FLIGHT = "answer_in_flight"  # the answer being streamed: {thread, question, parts}
+STOP_WAIT_S = 3.0  # how long the next run waits for a stopped answer to be saved
 
 
 def stream_answer(engine, threads, question: str, options: ChatOptions):
@@ -117,8 +119,8 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
             st.write_stream(pieces())
     except ScriptControlException:  # stopped, or the page rerun for another click
         if not done:
-            _land(flight)
             keep_stopped(threads, options.thread_id, question, "".join(flight["parts"]))
+        _land(flight)
         raise
     except Exception as exc:  # a backend or index failure: say so, keep the page alive
         _land(flight)
@@ -141,8 +143,17 @@ def _land(flight: dict) -> None:
         del st.session_state[IN_FLIGHT]
 
 
+def wait_for_stopped_answer(limit_s: float = STOP_WAIT_S) -> None:
+    """Give a stopped answer's run the moment it needs to save it (it stops at its next
+    token), so that this run shows, lists and exports it from the thread."""
+    deadline = time.monotonic() + limit_s
+    while st.session_state.get(IN_FLIGHT) and time.monotonic() < deadline:
+        time.sleep(0.05)
+
+
 def render_in_flight(thread_id: str | None) -> None:
-    """An answer of this thread that was stopped a moment ago and is still being saved."""
+    """An answer of this thread that was stopped and is still not saved (its run is waiting
+    for a slow model's next token)."""
     flight = st.session_state.get(IN_FLIGHT)
     if not flight or flight["thread"] != thread_id:
         return

@@ -125,7 +125,7 @@ def document_dialog(store, doc, indexed_files) -> None:
         path = downloadable_file(doc.root, doc.source, indexed_files)
         png = viewer.render_pdf_page(path, 1) if path else None
         if png:
-            st.image(png, caption=f"{doc.source}, page 1")
+            st.image(png, caption=f"{doc.source}, page 1", width=viewer.PDF_WIDTH)
     for hit in chunks[:PASSAGES_SHOWN]:
         source = Source.from_hit(0, hit)
         where = f"page {source.page}" if source.page is not None else (source.heading or "")

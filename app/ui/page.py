@@ -74,6 +74,7 @@ def quiet_logs(settings) -> None:
 
 
 def chat_page(settings) -> None:
+    chat.wait_for_stopped_answer()
     notices = st.container()  # index problems show at the top of the page
     with notices:
         store, documents = open_index(settings)

@@ -122,8 +122,10 @@ def test_feedback_with_a_note_is_kept_and_exported(two_threads, threads):
     at = page()
     at.button(key=f"thread-{first.id}").click().run()
     answer_id = threads.messages(first.id)[1].id
-    at.text_area(key=f"note-{answer_id}").set_value("Step two is missing")
     at.feedback(key=f"fb-{answer_id}").set_value(0).run()
+    assert threads.messages(first.id)[1].feedback == 0
+    at.text_area(key=f"note-{answer_id}").set_value("Step two is missing")
+    at.button(key=f"save-note-{answer_id}").click().run()
     saved = threads.messages(first.id)[1]
     assert (saved.feedback, saved.note) == (0, "Step two is missing")
     exported = threads.export(first.id)["messages"][1]

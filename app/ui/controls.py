@@ -30,9 +30,10 @@ def answer_controls(options, message, answer, question, *, last: bool) -> None:
                     on_change=_save_feedback, args=(threads, message.id))  # fmt: skip
         with st.popover("Note", icon=":material/edit_note:", type="tertiary",
                         help="A note with your rating (kept with the conversation, in its export)"):  # fmt: skip
-            st.text_area("What was right or wrong?", value=message.note, key=f"note-{message.id}")
-            st.button("Save the note", key=f"save-note-{message.id}", on_click=_save_feedback,
-                      args=(threads, message.id))  # fmt: skip
+            with st.form(f"note-form-{message.id}", border=False):
+                st.text_area("What was right or wrong?", value=message.note, key=f"note-{message.id}")
+                st.form_submit_button("Save the note", key=f"save-note-{message.id}", on_click=_save_feedback,
+                                      args=(threads, message.id))  # fmt: skip
         if last and question is not None:
             st.button("Regenerate", key=f"regen-{message.id}", icon=":material/refresh:", type="tertiary",
                       on_click=resend, args=(threads, options.thread_id, question.id, question.content))  # fmt: skip
@@ -45,10 +46,12 @@ def question_controls(options, message) -> None:
     if message.id is None:
         return
     with st.popover("Edit", icon=":material/edit:", type="tertiary", help="Edit and resend this question"):
-        st.text_area("Question", value=message.content, key=f"edit-{message.id}")
-        st.caption("Sending it again replaces this question's answer and everything after it.")
-        st.button("Send", key=f"resend-{message.id}", icon=":material/send:", type="primary",
-                  on_click=_resend_edited, args=(options.threads, options.thread_id, message))  # fmt: skip
+        # A form: the edited text and the click arrive together (a text area alone commits on blur).
+        with st.form(f"edit-form-{message.id}", border=False):
+            st.text_area("Question", value=message.content, key=f"edit-{message.id}")
+            st.caption("Sending it again replaces this question's answer and everything after it.")
+            st.form_submit_button("Send", key=f"resend-{message.id}", icon=":material/send:", type="primary",
+                                  on_click=_resend_edited, args=(options.threads, options.thread_id, message))  # fmt: skip
 
 
 def copy_text(message, answer) -> str:

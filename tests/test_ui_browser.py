@@ -182,8 +182,9 @@ def test_stop_keeps_the_partial_answer_and_the_thread_exports(page, server, work
     box.press("Enter")
     answer = page.locator('[data-testid="stChatMessage"]').nth(1)
     answer.get_by_text("Tuesday").first.wait_for(timeout=240_000)  # the quoted evidence comes first
-    page.get_by_role("button", name="Stop").click()
+    page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Stop").click()
     page.get_by_text("Stopped: the answer above is the part that had arrived").wait_for(timeout=60_000)
+    assert page.get_by_text("Stopped: the answer above").count() == 1  # shown once, saved or not yet
     assert "Tuesday" in page.locator('[data-testid="stChatMessage"]').nth(1).inner_text()
     shot(page, workdir, "stopped")
 
@@ -213,3 +214,12 @@ def test_phone_sized_screen(page, server, workdir):
     page.get_by_text("Answers by").wait_for()
     shot(page, workdir, "phone-first-screen")
     assert page.evaluate("document.documentElement.scrollWidth") <= PHONE["width"]  # nothing runs off the side
+
+
+def test_dark_theme_from_the_menu(page, server, workdir):
+    page.goto(server)
+    page.get_by_text("What would you like to know?").wait_for(timeout=120_000)
+    page.locator('[data-testid="stMainMenu"]').click()
+    page.get_by_test_id("stMainMenuItem-theme-Dark").click()  # System, Light, Dark
+    page.wait_for_function("getComputedStyle(document.querySelector('.stApp')).backgroundColor !== 'rgb(255, 255, 255)'")
+    shot(page, workdir, "dark")

@@ -151,11 +151,16 @@ def wait_for_stopped_answer(limit_s: float = STOP_WAIT_S) -> None:
         time.sleep(0.05)
 
 
-def render_in_flight(thread_id: str | None) -> None:
-    """An answer of this thread that was stopped and is still not saved (its run is waiting
-    for a slow model's next token)."""
+def render_in_flight(thread_id: str | None, options: ChatOptions, shown: int) -> None:
+    """An answer of this thread that was stopped and was not saved when the history above
+    (``shown`` messages) was read: the saved one if it has been saved since, else what had
+    arrived (its run is still waiting for a slow model's next token)."""
     flight = st.session_state.get(IN_FLIGHT)
     if not flight or flight["thread"] != thread_id:
+        return
+    messages = options.threads.messages(thread_id)
+    if len(messages) > shown:  # saved while this run drew the history
+        render_history(messages[shown:], options)
         return
     with st.chat_message("user"):
         st.markdown(safe_markdown(flight["question"]))

@@ -62,14 +62,15 @@ def _manage_thread(store, thread_id: str) -> None:
         title = st.text_input("Title", value=thread.title, key=f"title-{thread_id}")
         st.button("Rename", key="rename-thread", disabled=not title.strip(),
                   on_click=_rename, args=(store, thread_id))  # fmt: skip
-        exported = store.export(thread_id)
         name = safe_filename(thread.title or "conversation", default="conversation")
         left, right = st.columns(2)
-        left.download_button("Markdown", thread_markdown(exported), file_name=f"{name}.md", mime="text/markdown",
-                             key="export-md", on_click="ignore", icon=":material/download:")  # fmt: skip
-        right.download_button("JSON", json.dumps(exported, indent=2, ensure_ascii=False), file_name=f"{name}.json",
-                              mime="application/json", key="export-json", on_click="ignore",
-                              icon=":material/data_object:")  # fmt: skip
+        # Built when clicked, so an answer saved since this run drew the page is in it.
+        left.download_button("Markdown", lambda: thread_markdown(store.export(thread_id)), file_name=f"{name}.md",
+                             mime="text/markdown", key="export-md", on_click="ignore",
+                             icon=":material/download:")  # fmt: skip
+        right.download_button("JSON", lambda: json.dumps(store.export(thread_id), indent=2, ensure_ascii=False),
+                              file_name=f"{name}.json", mime="application/json", key="export-json",
+                              on_click="ignore", icon=":material/data_object:")  # fmt: skip
         with st.popover("Delete", icon=":material/delete:", key="delete-thread"):
             st.markdown(escape_markdown(f"Delete “{thread.title or 'Untitled'}” and its messages?"))
             st.button("Yes, delete", key="confirm-delete", type="primary", on_click=_delete, args=(store, thread_id))

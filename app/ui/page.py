@@ -98,8 +98,9 @@ def chat_page(settings) -> None:
             panels.ingest_uploads(settings, typed.files)  # reruns with the new index
         question = typed.text
     if thread_id:
-        chat.render_history(threads.messages(thread_id), options)
-        chat.render_in_flight(thread_id)
+        history = threads.messages(thread_id)
+        chat.render_history(history, options)
+        chat.render_in_flight(thread_id, options, len(history))
     elif store is None:
         welcome.empty_state(settings)
     elif not question:

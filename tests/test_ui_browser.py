@@ -132,10 +132,11 @@ def test_empty_state_then_documents_added_through_the_page(page, server, workdir
     box = page.get_by_placeholder("Add documents with the clip, then ask")
     assert box.is_enabled()
     shot(page, workdir, "empty")
+    # Dropped on the question box (the Library page's uploader is tested in test_ui_page.py).
     files = [str(workdir / name) for name in [*DOCS, "boiler.pdf"]]
-    page.locator('[data-testid="stFileUploaderDropzoneInput"]').set_input_files(files)
-    page.locator('[data-testid="stFileUploader"]').get_by_text("boiler.pdf").wait_for()
-    page.get_by_role("button", name="Add and index").click()
+    page.locator('[data-testid="stChatInput"] input[type="file"]').set_input_files(files)
+    page.get_by_text("boiler.pdf").first.wait_for()
+    box.press("Enter")
     page.get_by_text("Index updated: 3 added").wait_for(timeout=180_000)
     page.get_by_text("What would you like to know?").wait_for()
     page.get_by_text("3 documents indexed").wait_for()

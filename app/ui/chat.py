@@ -93,7 +93,8 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
     from app.engine.answer import Done, Token
 
     done: list = []  # the Answer, once the stream ends (tool calls arrive in it too)
-    flight = {"thread": options.thread_id, "question": question, "parts": []}
+    flight = {"thread": options.thread_id, "question": question, "parts": [],
+              "before": len(threads.messages(options.thread_id))}  # fmt: skip
     st.session_state[IN_FLIGHT] = flight
 
     def pieces():
@@ -118,9 +119,11 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
         with text_slot.container():
             st.write_stream(pieces())
     except ScriptControlException:  # stopped, or the page rerun for another click
+        # No Streamlit call from here on: this run is being stopped, and the session state
+        # is the next run's. The flight is marked in place; the next run clears it.
         if not done:
             keep_stopped(threads, options.thread_id, question, "".join(flight["parts"]))
-        _land(flight)
+        flight["landed"] = True
         raise
     except Exception as exc:  # a backend or index failure: say so, keep the page alive
         _land(flight)
@@ -139,6 +142,7 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
 
 
 def _land(flight: dict) -> None:
+    flight["landed"] = True
     if st.session_state.get(IN_FLIGHT) is flight:
         del st.session_state[IN_FLIGHT]
 
@@ -146,9 +150,12 @@ def _land(flight: dict) -> None:
 def wait_for_stopped_answer(limit_s: float = STOP_WAIT_S) -> None:
     """Give a stopped answer's run the moment it needs to save it (it stops at its next
     token), so that this run shows, lists and exports it from the thread."""
+    flight = st.session_state.get(IN_FLIGHT)
     deadline = time.monotonic() + limit_s
-    while st.session_state.get(IN_FLIGHT) and time.monotonic() < deadline:
+    while flight and not flight.get("landed") and time.monotonic() < deadline:
         time.sleep(0.05)
+    if flight and flight.get("landed"):
+        del st.session_state[IN_FLIGHT]
 
 
 def render_in_flight(thread_id: str | None, options: ChatOptions, shown: int) -> None:
@@ -159,7 +166,9 @@ def render_in_flight(thread_id: str | None, options: ChatOptions, shown: int) ->
     if not flight or flight["thread"] != thread_id:
         return
     messages = options.threads.messages(thread_id)
-    if len(messages) > shown:  # saved while this run drew the history
+    if len(messages) > flight["before"]:  # saved: shown above, or saved while this run drew it
+        if flight.get("landed"):
+            del st.session_state[IN_FLIGHT]
         render_history(messages[shown:], options)
         return
     with st.chat_message("user"):

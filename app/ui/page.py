@@ -95,7 +95,10 @@ def chat_page(settings) -> None:
     question = st.session_state.pop(controls.PENDING, None)
     if typed is not None:
         if typed.files:
-            panels.ingest_uploads(settings, typed.files)  # reruns with the new index
+            if typed.text.strip():  # asked once the files are in (the ingest reruns the page)
+                st.session_state[controls.PENDING] = typed.text
+            panels.ingest_uploads(settings, typed.files)  # on success the page reruns here
+            st.session_state.pop(controls.PENDING, None)  # it failed (shown): ask what it can
         question = typed.text
     if thread_id:
         history = threads.messages(thread_id)

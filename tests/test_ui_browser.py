@@ -173,6 +173,8 @@ def test_ask_and_open_the_pdf_source_at_its_page(page, server, workdir):
     dialog.get_by_text("boiler.pdf, page 2").wait_for()
     dialog.get_by_text("Download the file").wait_for()
     shot(page, workdir, "source-viewer")
+    answered = [line for line in (workdir / "server.log").read_text().splitlines() if "docchat.ui: answered" in line]
+    assert len(answered) == 1 and "INFO" in answered[0]  # one line per question, at INFO
 
 
 def test_stop_keeps_the_partial_answer_and_the_thread_exports(page, server, workdir):

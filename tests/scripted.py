@@ -42,6 +42,9 @@ class _Limited(GenericFakeChatModel):
                 return
             yield chunk
 
+    def bind_tools(self, tools, **kwargs):
+        return self.model_copy(update={"source": self.source.bind_tools(tools, **kwargs)})
+
     def _generate(self, messages, stop=None, run_manager=None, **kwargs):
         text = "".join(c.message.content for c in self._stream(messages, stop=stop, **kwargs))
         return ChatResult(generations=[ChatGeneration(message=AIMessage(text))])

@@ -137,6 +137,22 @@ class EvidenceFinder:
         return Evidence(n=evidence.n, text=source.text[evidence.start:end], start=evidence.start, end=end,
                         score=evidence.score)
 
+    def lead(self, evidence: list[Evidence]) -> list[Evidence]:
+        """The quotes an answer opens with: the best sentence and a close runner-up (``quoted``),
+        each with the next sentence of its paragraph; two quotes that would overlap in one
+        passage (the runner-up is the best one's next sentence) become one."""
+        merged: list[Evidence] = []
+        for e in (self.with_next(e) for e in quoted(evidence)):
+            twin = next((m for m in merged if m.n == e.n and e.start <= m.end and m.start <= e.end), None)
+            if twin is None:
+                merged.append(e)
+                continue
+            source = next(s for s, _, _ in self.candidates if s.n == e.n)
+            start, end = min(twin.start, e.start), max(twin.end, e.end)
+            merged[merged.index(twin)] = Evidence(n=e.n, text=source.text[start:end], start=start, end=end,
+                                                  score=max(twin.score, e.score))
+        return merged
+
     def _scores(self, targets: list[str]) -> np.ndarray:
         target_vectors = np.asarray(self.embed(targets), dtype=np.float32)
         dense = (self.vectors @ target_vectors.T).max(axis=1)

@@ -135,11 +135,12 @@ class BackgroundWatch:
         self.thread.join(timeout)
 
 
-def page_watch(settings: "Settings", embeddings=None) -> BackgroundWatch | None:
+def page_watch(settings: "Settings", embeddings=None,
+               on_sync: Callable[[WatchReport], None] | None = None) -> BackgroundWatch | None:
     """The chat page's hook: a watch on its documents folder when ``DOCCHAT_WATCH_DOCS`` is on.
 
     The page calls it from a cached resource, so one watch runs per process and settings.
     """
     if not settings.watch_docs:
         return None
-    return BackgroundWatch(settings, settings.docs_path, embeddings)
+    return BackgroundWatch(settings, settings.docs_path, embeddings, on_sync)

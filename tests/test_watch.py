@@ -9,6 +9,7 @@ The texts repeat and headings are not embedded, so a thousand files embed a hand
 from __future__ import annotations
 
 import os
+import queue
 import threading
 from pathlib import Path
 
@@ -16,7 +17,7 @@ import pytest
 
 from app.config import with_overrides
 from ingest.sync import sync
-from ingest.watch import _Filter, watch
+from ingest.watch import _Filter, page_watch, watch
 from vectorstore import Store
 
 TEXTS = [f"# Note {n}\n\nThe ferry to island {n} leaves from pier {n % 7} at {n % 12 + 1} o'clock." for n in range(20)]
@@ -134,3 +135,18 @@ def test_editor_and_hidden_files_do_not_start_a_sync():
     for ignored in ("/docs/.guide.md.swp", "/docs/guide.md~", "/docs/.git/index", "/docs/.cache/x.md",
                     "/docs/__pycache__/x.pyc"):
         assert not accept(Change.modified, ignored), ignored
+
+
+def test_the_chat_pages_documents_folder_is_kept_in_sync_when_the_setting_is_on(settings, embeddings):
+    assert page_watch(settings, embeddings) is None  # DOCCHAT_WATCH_DOCS is off by default
+    on = with_overrides(settings, watch_docs=True, watch_debounce_ms=100, embed_headings=False)
+    reports = queue.Queue()
+    handle = page_watch(on, embeddings, on_sync=reports.put)
+    try:
+        reports.get(timeout=WAIT_S)  # the first sync of the (empty) documents folder
+        (on.docs_path / "dropped.md").write_text(TEXTS[4])
+        while "dropped.md" not in {row[0] for row in index_state(on)}:
+            assert reports.get(timeout=WAIT_S).error is None
+    finally:
+        handle.stop()
+    assert not handle.thread.is_alive()

@@ -49,6 +49,7 @@ def main() -> None:
         chat.show_error(exc)
         st.stop()
 
+    resources.docs_watch(settings)
     notices = st.container()  # index problems show at the top of the page
     with st.sidebar:
         st.title(":material/forum: docchat")

@@ -53,6 +53,20 @@ def embeddings(settings: Settings):
     return _embeddings(settings_key(settings, EMBEDDING_FIELDS), settings)
 
 
+def docs_watch(settings: Settings):
+    """The documents folder kept in sync while the page runs (DOCCHAT_WATCH_DOCS), or None."""
+    if not settings.watch_docs:
+        return None
+    return _docs_watch(settings_key(settings), settings, embeddings(settings))
+
+
+@st.cache_resource(max_entries=1)
+def _docs_watch(key: str, _settings: Settings, _embeddings):
+    from ingest.watch import page_watch
+
+    return page_watch(_settings, _embeddings)
+
+
 def llm(settings: Settings):
     """The chat model."""
     return _llm(settings_key(settings, LLM_FIELDS), settings)

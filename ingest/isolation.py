@@ -82,7 +82,7 @@ class _Worker:
         self.process.start()
         child_end.close()
 
-    def parse(self, kind: str, path: Path, timeout_s: float, ocr_options: OcrOptions) -> dict:
+    def parse(self, kind: str, path: Path, timeout_s: float, ocr_options: OcrOptions, chunk_size: int) -> dict:
         """The worker's JSON result; stops the worker and raises ``UnreadableFile`` on a timeout or crash.
 
         The file gets ``timeout_s``, plus ``page_timeout_s`` (and rendering time) for each page
@@ -90,7 +90,8 @@ class _Worker:
         """
         deadline, pages = time.monotonic() + timeout_s, 0
         try:
-            self.conn.send_bytes(json.dumps([kind, str(path), {"ocr": asdict(ocr_options)}]).encode())
+            options = {"ocr": asdict(ocr_options), "chunk_size": chunk_size}
+            self.conn.send_bytes(json.dumps([kind, str(path), options]).encode())
             while True:
                 if not self.conn.poll(max(deadline - time.monotonic(), 0)):
                     self.stop()
@@ -129,8 +130,9 @@ class Parser:
     """
 
     def __init__(self, timeout_s: float, memory_limit: int = MEMORY_LIMIT_BYTES, workers: int = 2,
-                 ocr: OcrOptions | None = None):
+                 ocr: OcrOptions | None = None, chunk_size: int = 1000):
         self.timeout_s = timeout_s
+        self.chunk_size = chunk_size  # code is split on syntax boundaries in the worker
         self.memory_limit = memory_limit
         self.ocr = ocr or OcrOptions()
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
@@ -152,7 +154,7 @@ class Parser:
             if worker is None or not worker.alive:
                 worker = _Worker(self.memory_limit)
                 self._started.append(worker)
-            result = worker.parse(kind, path, self.timeout_s, self.ocr)
+            result = worker.parse(kind, path, self.timeout_s, self.ocr, self.chunk_size)
         finally:
             self._idle.put(worker)
         if "error" in result:

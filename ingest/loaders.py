@@ -18,11 +18,13 @@ import re
 import zipfile
 from pathlib import Path
 
-from ingest import ocr, tables
+from ingest import ocr, structured, tables
 from ingest.documents import HeadingPath, ParsedDocument, Section, UnreadableFile
 
 TEXT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".rst": "rst",
-                 ".html": "html", ".htm": "html", ".xhtml": "html", ".csv": "csv"}
+                 ".html": "html", ".htm": "html", ".xhtml": "html", ".csv": "csv",
+                 ".json": "json", ".yaml": "yaml", ".yml": "yaml",
+                 **{suffix: "code" for suffix in structured.CODE_LANGUAGES}}
 ISOLATED_SUFFIXES = {".pdf": "pdf", ".docx": "docx", ".pptx": "pptx", ".xlsx": "xlsx", ".ods": "ods",
                      ".odt": "odt", ".epub": "epub", ".eml": "eml", ".mbox": "mbox",
                      ".png": "image", ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image"}
@@ -49,15 +51,18 @@ def format_of(path: Path) -> str | None:
     return SUPPORTED.get(path.suffix.lower())
 
 
-def parse_bytes(kind: str, data: bytes, name: str) -> ParsedDocument:
-    """Parse a text-like format (markdown, text, rst, html, csv) from its bytes."""
+def parse_bytes(kind: str, data: bytes, name: str, chunk_size: int = 1000) -> ParsedDocument:
+    """Parse a text-like format (markdown, text, rst, html, csv, json, yaml, code) from its bytes."""
     if kind == "html":
         if _bom_encoding(data):
             return parse_html(decode_text(data).encode("utf-8"), name)
         refuse_binary(data)
         return parse_html(data, name)
     text = decode_text(data)
-    return {"markdown": parse_markdown, "text": parse_text, "rst": parse_rst, "csv": tables.parse_csv}[kind](text, name)
+    if kind == "code":
+        return structured.parse_code(text, name, chunk_size)
+    return {"markdown": parse_markdown, "text": parse_text, "rst": parse_rst, "csv": tables.parse_csv,
+            "json": structured.parse_json, "yaml": structured.parse_yaml}[kind](text, name)
 
 
 def _bom_encoding(data: bytes) -> str | None:
@@ -375,7 +380,8 @@ def _docx_heading_level(style: str) -> int | None:
 def parse_file(kind: str, path: Path, options: dict | None = None) -> ParsedDocument:
     """Parse one file of any supported format (run inside the isolated child).
 
-    ``options``: {"ocr": OcrOptions as a dict} from the settings; {"mail_depth": n} inside mail.
+    ``options``: {"ocr": OcrOptions as a dict, "chunk_size": n} from the settings; {"mail_depth": n}
+    inside mail.
     """
     from ingest import mail, office
 
@@ -391,4 +397,4 @@ def parse_file(kind: str, path: Path, options: dict | None = None) -> ParsedDocu
     }
     if kind in parsers:
         return parsers[kind]()
-    return parse_bytes(kind, path.read_bytes(), path.name)
+    return parse_bytes(kind, path.read_bytes(), path.name, int(options.get("chunk_size", 1000)))

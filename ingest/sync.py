@@ -243,7 +243,7 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, p
         return prepared.parsed[key]
 
     # Two threads feeding two worker processes: one per core.
-    with Parser(settings.parse_timeout_s, workers=2, ocr=ocr_options(settings)) as parser, \
+    with Parser(settings.parse_timeout_s, workers=2, ocr=ocr_options(settings), chunk_size=settings.chunk_size) as parser, \
             ThreadPoolExecutor(max_workers=2) as pool:
         for n, (change, result) in enumerate(zip(changes, pool.map(parse_one, changes)), start=1):
             report({"stage": "parse", "file": change.disk.source, "done": n, "total": len(changes)})

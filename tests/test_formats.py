@@ -274,3 +274,37 @@ def test_bad_files_of_each_new_type_are_reported_and_the_rest_ingested(settings,
         assert reasons[name].startswith(f"corrupt {kind} (not a valid zip archive"), reasons[name]
     assert reasons["photo.png"].startswith("not a readable image")
     assert "no headers" in reasons["note.eml"]
+
+
+def test_code_json_and_yaml_keep_line_ranges_symbols_and_key_paths(tmp_path):
+    functions = "".join(f"def tide_{n}(day):\n    '''Tide number {n}.'''\n    return day * {n} + {'1' * 40}\n\n\n"
+                        for n in range(40))
+    (tmp_path / "tides.py").write_text("import math\n\n\n" + functions + "class Harbour:\n    def berth(self):\n        return 1\n")
+    sections = parse(tmp_path / "tides.py").sections
+    assert len(sections) > 2 and all(s.text.lstrip().startswith(("def ", "class ", "import")) for s in sections)
+    assert any(s.heading.startswith("lines ") and s.heading.endswith(": Harbour") for s in sections)
+    first_line = int(sections[1].heading.split()[1].split("\u2013")[0])
+    assert (tmp_path / "tides.py").read_text().splitlines()[first_line - 1] == sections[1].text.splitlines()[0]
+    (tmp_path / "ferries.json").write_text('{"ferries": [{"name": "Skylark", "seats": 120}], "port": "Eastport"}')
+    assert [(s.heading, s.text) for s in parse(tmp_path / "ferries.json").sections] == \
+        [("ferries", "ferries[0].name: Skylark\nferries[0].seats: 120"), ("port", "port: Eastport")]
+    (tmp_path / "server.yaml").write_text("server:\n  port: 8080\n  hosts: [alpha, beta]\n")
+    assert parse(tmp_path / "server.yaml").sections[0].text == "server.port: 8080\nserver.hosts[0]: alpha\nserver.hosts[1]: beta"
+    (tmp_path / "laughs.yaml").write_text("a: &a [x, x, x, x, x, x, x, x, x, x]\n" + "".join(
+        f"{chr(98 + n)}: &{chr(98 + n)} [*{chr(97 + n)}, *{chr(97 + n)}, *{chr(97 + n)}, *{chr(97 + n)}, *{chr(97 + n)}, "
+        f"*{chr(97 + n)}, *{chr(97 + n)}, *{chr(97 + n)}, *{chr(97 + n)}, *{chr(97 + n)}]\n" for n in range(8)))
+    from ingest.documents import UnreadableFile
+
+    with pytest.raises(UnreadableFile, match="more than 200,000 values"):
+        parse(tmp_path / "laughs.yaml")
+
+
+def test_html_tables_are_chunked_by_rows_with_their_header(tmp_path):
+    rows = "".join(f"<tr><td>Route {n}</td><td>{n * 5} min</td></tr>" for n in range(1, 41))
+    (tmp_path / "timetable.html").write_text(f"<html><body><h1>Timetable</h1><p>Ferries run daily.</p>"
+                                             f"<table><tr><th>route</th><th>crossing</th></tr>{rows}</table></body></html>")
+    document = parse(tmp_path / "timetable.html")
+    table = next(s for s in document.sections if s.rows)
+    assert (table.heading, table.text, table.rows[-1]) == ("Timetable", "route | crossing", (41, "row 41: route: Route 40; crossing: 200 min"))
+    chunks = split_document(document, root="r", source="t.html", splitter=make_splitter(1000, 150), embed_headings=True)
+    assert all(c.text.startswith("route | crossing\n") for c in chunks if "Route" in c.text)

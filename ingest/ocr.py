@@ -84,7 +84,8 @@ def ocr_pages(pages, options: OcrOptions, notes: list[str], what: str = "page") 
         return []
     why_not = missing(options)
     if why_not:
-        notes.append(f"{_numbers((n for n, _ in pages), what)} need OCR (no text layer) and were not read: {why_not}")
+        verb = "needs" if len(pages) == 1 else "need"
+        notes.append(f"{_numbers((n for n, _ in pages), what)} {verb} OCR (no text layer) and not read: {why_not}")
         return []
     if len(pages) > options.max_pages:
         skipped = pages[options.max_pages:]

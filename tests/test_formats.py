@@ -181,7 +181,7 @@ def test_without_tesseract_a_scan_is_reported_as_needing_ocr(tmp_path, monkeypat
     monkeypatch.setenv("PATH", str(tmp_path))  # no tesseract program on the path (parsed in this process)
     document = parse_file("pdf", pdf)
     assert document.is_empty
-    assert "page 1 need OCR" in document.notes[0] and "apt-get install tesseract-ocr" in document.notes[0]
+    assert "page 1 needs OCR (no text layer)" in document.notes[0] and "apt-get install tesseract-ocr" in document.notes[0]
 
 
 def test_pptx_slides_keep_number_title_tables_and_notes(tmp_path):

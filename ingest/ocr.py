@@ -98,7 +98,7 @@ def ocr_pages(pages, options: OcrOptions, notes: list[str], what: str = "page") 
             before_page()
         try:
             text = read_image(render(), options)
-        except UnreadableFile as exc:
+        except UnreadableFile as exc:  # this page only
             notes.append(f"{what} {number} not OCRed: {exc}")
             continue
         if text.strip():
@@ -131,24 +131,33 @@ def pdf_page_renderer(path, index: int):
 
 def parse_image(path, options: OcrOptions):
     """An image file (png, jpg, tiff; every frame of a multi-page TIFF is a page) through OCR."""
-    from PIL import Image, ImageSequence, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError
 
     from ingest.documents import ParsedDocument
     from ingest.loaders import stem_title
 
-    Image.MAX_IMAGE_PIXELS = MAX_PIXELS * 4  # larger is refused by Pillow as a decompression bomb
+    Image.MAX_IMAGE_PIXELS = MAX_PIXELS  # Pillow refuses twice this as a decompression bomb
     try:
         image = Image.open(path)
-        frames = [frame.copy() for frame in ImageSequence.Iterator(image)]
+        frames = getattr(image, "n_frames", 1)
     except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
         raise UnreadableFile(f"not a readable image ({type(exc).__name__}: {exc})") from None
-    notes: list[str] = []
     why_not = missing(options)
     if why_not:
         raise UnreadableFile(f"needs OCR (an image has no text layer): {why_not}")
-    paged = len(frames) > 1
-    sections = ocr_pages([(n, (lambda f=f: f)) for n, f in enumerate(frames, start=1)], options, notes)
-    for section in sections if not paged else ():
+
+    def frame(n: int):  # decoded only when its turn comes: a 1,000-frame TIFF is not held in memory
+        def render():
+            try:
+                image.seek(n)
+                return image.copy()
+            except (Image.DecompressionBombError, OSError, ValueError, SyntaxError) as exc:
+                raise UnreadableFile(f"frame not readable ({type(exc).__name__}: {exc})") from None
+        return render
+
+    notes: list[str] = []
+    sections = ocr_pages([(n + 1, frame(n)) for n in range(frames)], options, notes)
+    for section in sections if frames == 1 else ():
         section.page = None
     if not sections and notes:
         raise UnreadableFile("; ".join(notes))

@@ -169,7 +169,11 @@ def test_a_scanned_pdf_is_read_by_ocr_with_its_page_numbers(tmp_path):
 @needs_tesseract
 def test_an_image_is_read_by_ocr_and_ocr_is_bounded_per_document(tmp_path):
     text_image(["Invoice total: 1250 euros"]).save(tmp_path / "invoice.png")
-    assert "1250 euros" in parse(tmp_path / "invoice.png").sections[0].text
+    invoice = parse(tmp_path / "invoice.png").sections
+    assert "1250 euros" in invoice[0].text and invoice[0].page is None
+    first, second = text_image(["Fax page one: harbour"]), text_image(["Fax page two: lighthouse"])
+    first.save(tmp_path / "fax.tiff", save_all=True, append_images=[second])
+    assert [(s.page, "lighthouse" in s.text) for s in parse(tmp_path / "fax.tiff").sections] == [(1, False), (2, True)]
     pdf = make_scanned_pdf(tmp_path / "long.pdf", [[f"Page {n} of the ledger"] for n in range(1, 4)])
     document = parse(pdf, max_pages=1)
     assert [s.page for s in document.sections] == [1]

@@ -150,3 +150,27 @@ def test_the_chat_pages_documents_folder_is_kept_in_sync_when_the_setting_is_on(
     finally:
         handle.stop()
     assert not handle.thread.is_alive()
+
+
+@pytest.mark.slow
+def test_docchat_ingest_watch_on_the_command_line(tmp_path):
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "first.md").write_text(TEXTS[0])
+    env = {**os.environ, "DOCCHAT_DATA_DIR": str(tmp_path / "data"), "DOCCHAT_WATCH_DEBOUNCE_MS": "100"}
+    command = [sys.executable, "-m", "app.cli", "ingest", str(docs), "--watch", "--json"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        assert json.loads(process.stdout.readline())["added"] == ["first.md"]
+        (docs / "second.md").write_text(TEXTS[1])
+        assert json.loads(process.stdout.readline())["added"] == ["second.md"]
+    finally:
+        process.send_signal(signal.SIGINT)
+        _, errors = process.communicate(timeout=60)
+    assert process.returncode == 0, errors
+    assert "Traceback" not in errors

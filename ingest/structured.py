@@ -20,6 +20,7 @@ CODE_LANGUAGES = {
     ".lua": "lua", ".pl": "perl", ".r": "r", ".hs": "haskell", ".ex": "elixir", ".exs": "elixir",
     ".ps1": "powershell", ".proto": "proto", ".sol": "sol",
 }
+MAX_CODE_LINE_AVERAGE = 300
 MAX_VALUES = 200_000  # YAML aliases can make a small file name millions of values: refused past this
 
 
@@ -29,6 +30,10 @@ def parse_code(text: str, name: str, chunk_size: int) -> ParsedDocument:
 
     from ingest.loaders import stem_title
 
+    lines = text.count("\n") + 1
+    if len(text) / lines > MAX_CODE_LINE_AVERAGE:  # jquery.min.js in a documentation folder: noise to search
+        raise UnreadableFile(f"minified or generated code (lines average {len(text) // lines:,} characters): "
+                             "not ingested; --exclude it to stop this message")
     language = Language(CODE_LANGUAGES[Path(name).suffix.lower()])
     splitter = RecursiveCharacterTextSplitter.from_language(language, chunk_size=chunk_size, chunk_overlap=0)
     sections, offset = [], 0

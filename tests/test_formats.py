@@ -289,6 +289,9 @@ def test_code_json_and_yaml_keep_line_ranges_symbols_and_key_paths(tmp_path):
     assert any(s.heading.startswith("lines ") and s.heading.endswith(": Harbour") for s in sections)
     first_line = int(sections[1].heading.split()[1].split("\u2013")[0])
     assert (tmp_path / "tides.py").read_text().splitlines()[first_line - 1] == sections[1].text.splitlines()[0]
+    (tmp_path / "jquery.min.js").write_text("!function(e){" + "var a=1;" * 5000 + "}")
+    with pytest.raises(Exception, match="minified or generated code"):
+        parse(tmp_path / "jquery.min.js")
     (tmp_path / "ferries.json").write_text('{"ferries": [{"name": "Skylark", "seats": 120}], "port": "Eastport"}')
     assert [(s.heading, s.text) for s in parse(tmp_path / "ferries.json").sections] == \
         [("ferries", "ferries[0].name: Skylark\nferries[0].seats: 120"), ("port", "port: Eastport")]

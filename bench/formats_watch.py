@@ -222,6 +222,7 @@ def main() -> None:
     parser.add_argument("--ocr-pages", type=int, default=10)
     parser.add_argument("--watch-edits", type=int, default=20)
     parser.add_argument("--idle-s", type=float, default=30)
+    parser.add_argument("--parts", default="ocr,formats,watch", help="which measurements, comma-separated")
     args = parser.parse_args()
 
     from app.backends import make_embeddings
@@ -232,12 +233,16 @@ def main() -> None:
     embeddings, load_s = timed(lambda: make_embeddings(base))
     print(f"embedding model loaded in {load_s:.1f} s; work folder {work}")
     pages = page_texts(args.corpus, 80)
-    (work / "files").mkdir()
-    files = make_files(work / "files", pages)
-    bench_ocr(work, pages, args.ocr_pages)
-    bench_formats(work, files, lambda name: with_overrides(base, index_dir=work / name), embeddings)
-    bench_watch(work, pages, with_overrides(base, index_dir=work / "watch-index"), embeddings,
-                args.watch_edits, args.idle_s)
+    parts = set(args.parts.split(","))
+    if "ocr" in parts:
+        bench_ocr(work, pages, args.ocr_pages)
+    if "formats" in parts:
+        (work / "files").mkdir()
+        files = make_files(work / "files", pages)
+        bench_formats(work, files, lambda name: with_overrides(base, index_dir=work / name), embeddings)
+    if "watch" in parts:
+        bench_watch(work, pages, with_overrides(base, index_dir=work / "watch-index"), embeddings,
+                    args.watch_edits, args.idle_s)
 
 
 if __name__ == "__main__":

@@ -44,7 +44,8 @@ def split_document(document: ParsedDocument, *, root: str, source: str, splitter
     prose: list[Section] = []
     for section in document.sections:
         if section.rows:
-            pieces += _merge_tiny(prose) + split_table(section, min(splitter._chunk_size, TABLE_CHUNK_CHARS))
+            pieces += _merge_tiny(prose) + split_table(section, min(splitter._chunk_size, TABLE_CHUNK_CHARS),
+                                                       splitter._chunk_size)
             prose = []
         else:
             prose += [Section(text, section.heading, section.page, ocr=section.ocr)
@@ -64,15 +65,17 @@ def split_document(document: ParsedDocument, *, root: str, source: str, splitter
     return chunks
 
 
-def split_table(table: Section, chunk_size: int) -> list[Section]:
+def split_table(table: Section, chunk_size: int, long_row_chars: int | None = None) -> list[Section]:
     """Rows packed into chunks of at most ``chunk_size`` characters, each starting with the
     header line, each headed with its row range ("Sheet1, rows 2-14"): a chunk alone says which
-    column a value is in and which row it came from."""
+    column a value is in and which row it came from. A row longer than that is a chunk of its
+    own, cut every ``long_row_chars`` (default ``chunk_size``)."""
     header, budget = table.text, max(chunk_size - len(table.text) - 1, chunk_size // 2)
+    cut = max((long_row_chars or chunk_size) - len(header) - 1, budget)
     groups: list[list[tuple[int, str]]] = [[]]
     used = 0
     for number, line in table.rows or []:
-        for part in [line[i:i + budget] for i in range(0, len(line), budget)] or [""]:  # a huge row is cut
+        for part in [line[i:i + cut] for i in range(0, len(line), cut)] or [""]:
             if groups[-1] and used + len(part) + 1 > budget:
                 groups.append([])
                 used = 0

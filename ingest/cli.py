@@ -53,6 +53,8 @@ def run_watch(settings, args) -> int:
     if args.dry_run or args.full:
         raise DocchatError("--watch cannot be combined with --dry-run or --full.",
                            fix="Run `docchat ingest --full` (or --dry-run) once, then `docchat ingest --watch`.")
+    if not args.paths:
+        settings.docs_path.mkdir(parents=True, exist_ok=True)  # as a plain ingest does
     folders = [Path(p) for p in args.paths] or [settings.docs_path]
 
     def show(report) -> None:

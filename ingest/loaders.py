@@ -2,7 +2,8 @@
 
 Text formats are parsed here; the others by maintained parsers in their own modules
 (``tables``: csv, xlsx, ods; ``office``: pptx, odt, epub; ``mail``: eml, mbox; ``ocr``: images
-and the scanned pages of PDFs). ``FORMATS`` is the registry the README's table follows.
+and the scanned pages of PDFs). ``SUPPORTED`` maps each suffix to its parser; the README's
+format table follows it.
 
 Every format is parsed in a worker process under a time and memory limit (see ``isolation``):
 PDF and DOCX parsers can be driven into huge memory or time by a crafted file, and a text
@@ -30,7 +31,8 @@ ISOLATED_SUFFIXES = {".pdf": "pdf", ".docx": "docx", ".pptx": "pptx", ".xlsx": "
                      ".png": "image", ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image"}
 SUPPORTED = {**TEXT_SUFFIXES, **ISOLATED_SUFFIXES}
 
-# A DOCX (and every other Office / OpenDocument / EPUB file) is a zip: refuse archives that would inflate far beyond their size (zip bombs).
+# A DOCX (like every Office, OpenDocument and EPUB file) is a zip: refuse archives that would
+# inflate far beyond their size (zip bombs).
 # Real documents' XML compresses 5-20x (images not at all); python-docx needs tens of seconds
 # for ~10 MB of XML, so an archive inflating more than 50x to over 4 MB is refused up front
 # rather than costing a parse timeout on every sync (a 61 KB file inflating to 9.5 MB is 155x).

@@ -20,7 +20,7 @@ PACKAGES = ("docchat", "torch", "transformers", "sentence-transformers", "langch
 MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "info": "    "}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Line:
     """One line of the report. status: ok | warn | fail | info."""
 
@@ -35,13 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings, args) -> int:
-    lines = [
+    lines = list(dict.fromkeys([  # one server serving both models is one line, not two
         *environment_lines(settings, getattr(args, "env_file", ".env")),
         *llm_lines(settings),
         *embedding_lines(settings),
         *index_lines(settings),
         data_folder_line(settings),
-    ]
+    ]))
     ok = not any(line.status == "fail" for line in lines)
     if args.json:
         print(json.dumps({"ok": ok, "versions": versions(), "checks": [asdict(x) for x in lines]}, indent=2))
@@ -96,12 +96,11 @@ def environment_lines(settings, env_file: str | None) -> list[Line]:
 
 
 def llm_lines(settings) -> list[Line]:
-    from app.backends import backend_module
-
+    from app.backends import chat_backend
     from app.backends.advice import model_advice
 
     head = Line("LLM", "info", f"{settings.llm_backend} · {settings.llm_model_name}")
-    checks = backend_module(settings.llm_backend).check(settings)
+    checks = chat_backend(settings).check()
     advice = model_advice(settings)
     answering = Line("Answers by", "warn" if advice.small else "info", advice.answering, advice.advice)
     return [head, *(Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in checks), answering]
@@ -109,16 +108,9 @@ def llm_lines(settings) -> list[Line]:
 
 def embedding_lines(settings) -> list[Line]:
     """Load the embedding model and embed one sentence: its dimension is what the index stores."""
-    from app.backends import backend_module, make_embeddings
+    from app.backends import embedding_backend
 
-    name = f"{settings.embedding_backend} · {settings.embedding_model_name}"
-    try:
-        dim = len(make_embeddings(settings).embed_query("Is docchat configured correctly?"))
-    except Exception as exc:
-        module = backend_module(settings.embedding_backend)
-        error = module.explain_error(settings, exc, model=settings.embedding_model_name)
-        return [Line("Embeddings", "fail", f"{name}: {error.message}", error.fix)]
-    return [Line("Embeddings", "ok", f"{name} · {dim} dimensions")]
+    return [Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in embedding_backend(settings).check()]
 
 
 def index_lines(settings) -> list[Line]:

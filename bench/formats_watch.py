@@ -159,7 +159,7 @@ def bench_formats(folder: Path, files: dict[str, Path], settings_for, embeddings
         alone = folder / f"alone{n}"
         alone.mkdir()
         os.link(path, alone / path.name)
-        summary, ingest_s = timed(lambda: sync(settings_for(f"fmt{n}"), [alone], embeddings=embeddings))
+        summary, ingest_s = timed(lambda: sync(settings_for(f"fmt{n}"), [alone], embedder=embeddings))
         print(f"{name:<20} {path.stat().st_size / 1024:>8.0f} {parse_s:>8.2f} {ingest_s:>9.2f} {summary.chunks_added:>7}"
               + (f"  FAILED: {summary.failed}" if summary.failed else ""))
 
@@ -187,7 +187,7 @@ def bench_watch(folder: Path, pages, settings, embeddings, edits: int, idle_s: f
 
     stop = threading.Event()
     thread = threading.Thread(target=watch, args=(settings, [docs]), daemon=True,
-                              kwargs={"stop": stop, "on_sync": on_sync, "embeddings": embeddings})
+                              kwargs={"stop": stop, "on_sync": on_sync, "embedder": embeddings})
     thread.start()
     with synced:
         synced.wait_for(lambda: reports, timeout=600)
@@ -225,12 +225,13 @@ def main() -> None:
     parser.add_argument("--parts", default="ocr,formats,watch", help="which measurements, comma-separated")
     args = parser.parse_args()
 
-    from app.backends import make_embeddings
+    from app.backends import embedding_backend
     from app.config import load_settings, with_overrides
 
     work = Path(tempfile.mkdtemp(prefix="docchat-bench-formats-"))
     base = load_settings(env_file=None, data_dir=work / "data")
-    embeddings, load_s = timed(lambda: make_embeddings(base))
+    embeddings = embedding_backend(base)
+    _, load_s = timed(embeddings.prepare)
     print(f"embedding model loaded in {load_s:.1f} s; work folder {work}")
     pages = page_texts(args.corpus, 80)
     parts = set(args.parts.split(","))

@@ -41,7 +41,7 @@ class WatchReport:
 
 
 def watch(settings: "Settings", paths: list[Path], *, stop: threading.Event | None = None,
-          on_sync: Callable[[WatchReport], None] | None = None, embeddings=None,
+          on_sync: Callable[[WatchReport], None] | None = None, embedder=None,
           include: list[str] | None = None, exclude: list[str] | None = None) -> None:
     """Sync ``paths`` (folders) now, then after every batch of changes, until ``stop`` is set.
 
@@ -52,10 +52,10 @@ def watch(settings: "Settings", paths: list[Path], *, stop: threading.Event | No
     folders = _folders(paths)
     stop = stop or threading.Event()
     report = on_sync or (lambda r: None)
-    if embeddings is None:
-        from app.backends import make_embeddings
+    if embedder is None:
+        from app.backends import embedding_backend
 
-        embeddings = make_embeddings(settings)  # loaded once, not per sync
+        embedder = embedding_backend(settings)  # loaded once, not per sync
     watch_filter = _Filter()
     pending, events = True, 0  # the first sync, as soon as the watcher runs
     for changes in watchfiles.watch(*folders, watch_filter=watch_filter, stop_event=stop,
@@ -66,16 +66,16 @@ def watch(settings: "Settings", paths: list[Path], *, stop: threading.Event | No
         pending = pending or bool(changes)
         if not pending or stop.is_set():
             continue
-        result = _sync_once(settings, folders, embeddings, include, exclude, events)
+        result = _sync_once(settings, folders, embedder, include, exclude, events)
         report(result)
         pending, events = result.error is not None, 0  # a failed sync is tried again at the next wake-up
 
 
-def _sync_once(settings, folders, embeddings, include, exclude, events: int) -> WatchReport:
+def _sync_once(settings, folders, embedder, include, exclude, events: int) -> WatchReport:
     from ingest.sync import sync
 
     try:
-        summary = sync(settings, folders, include=include, exclude=exclude, embeddings=embeddings)
+        summary = sync(settings, folders, include=include, exclude=exclude, embedder=embedder)
     except DocchatError as exc:
         return WatchReport(None, str(exc), events)
     return WatchReport(summary, None, events)
@@ -107,19 +107,19 @@ class _Filter:
 class BackgroundWatch:
     """A watch on its own thread (the chat page's documents folder); ``stop()`` ends it."""
 
-    def __init__(self, settings: "Settings", folder: Path, embeddings=None,
+    def __init__(self, settings: "Settings", folder: Path, embedder=None,
                  on_sync: Callable[[WatchReport], None] | None = None):
         self.stop_event = threading.Event()
         self.last: WatchReport | None = None
         self._on_sync = on_sync
         folder.mkdir(parents=True, exist_ok=True)
-        self.thread = threading.Thread(target=self._run, args=(settings, folder, embeddings),
+        self.thread = threading.Thread(target=self._run, args=(settings, folder, embedder),
                                        name=f"docchat-watch {folder}", daemon=True)
         self.thread.start()
 
-    def _run(self, settings, folder, embeddings) -> None:
+    def _run(self, settings, folder, embedder) -> None:
         try:
-            watch(settings, [folder], stop=self.stop_event, on_sync=self._record, embeddings=embeddings)
+            watch(settings, [folder], stop=self.stop_event, on_sync=self._record, embedder=embedder)
         except Exception:  # the page must keep working without its watch; the log says why
             log.exception("the documents folder watch stopped")
 
@@ -135,7 +135,7 @@ class BackgroundWatch:
         self.thread.join(timeout)
 
 
-def page_watch(settings: "Settings", embeddings=None,
+def page_watch(settings: "Settings", embedder=None,
                on_sync: Callable[[WatchReport], None] | None = None) -> BackgroundWatch | None:
     """The chat page's hook: a watch on its documents folder when ``DOCCHAT_WATCH_DOCS`` is on.
 
@@ -143,4 +143,4 @@ def page_watch(settings: "Settings", embeddings=None,
     """
     if not settings.watch_docs:
         return None
-    return BackgroundWatch(settings, settings.docs_path, embeddings, on_sync)
+    return BackgroundWatch(settings, settings.docs_path, embedder, on_sync)

@@ -142,7 +142,7 @@ def test_index_size_is_reported(capsys, monkeypatch, isolated_env, ollama_with_l
     folder.mkdir()
     (folder / "heron.md").write_text("# Mascot\n\nThe docchat mascot is a purple heron named Ada.\n")
     (folder / "tea.md").write_text("# Tea\n\nThe team drinks jasmine tea on Fridays.\n")
-    sync(load_settings(env_file=None), [folder], embeddings=embeddings)
+    sync(load_settings(env_file=None), [folder], embedder=embeddings)
 
     monkeypatch.setenv("DOCCHAT_LLM_BACKEND", "ollama")
     monkeypatch.setenv("OLLAMA_HOST", ollama_with_llama.url)

@@ -251,11 +251,11 @@ def test_a_spreadsheet_question_finds_the_right_row(settings, embeddings, tmp_pa
     docs = tmp_path / "docs"
     docs.mkdir()
     make_xlsx(docs / "stock.xlsx", stock_rows())
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     from app.retriever import DocchatRetriever
 
     # The chat's own retrieval (hybrid dense + keyword): the question names the row's product.
-    retriever = DocchatRetriever(settings=settings, embeddings=embeddings, k=1)
+    retriever = DocchatRetriever(settings=settings, embeddings=embeddings.embeddings, k=1)
     hit = retriever.invoke("How many blue ceramic teapots are in the Lyon warehouse?")[0]
     assert "row 78: sku: SKU-0077; product: Blue ceramic teapot; warehouse: Lyon; quantity: 37" in hit.page_content
     assert hit.page_content.startswith("sku | product | warehouse | quantity\n")  # the header, in this chunk too
@@ -270,7 +270,7 @@ def test_bad_files_of_each_new_type_are_reported_and_the_rest_ingested(settings,
         (docs / name).write_bytes(b"PK\x03\x04 truncated, not a zip archive")
     (docs / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
     (docs / "note.eml").write_bytes(b"")
-    summary = sync(with_overrides(settings, ocr=False), [docs], embeddings=embeddings)
+    summary = sync(with_overrides(settings, ocr=False), [docs], embedder=embeddings)
     reasons = dict(summary.failed)
     assert summary.added == ["good.md"]
     for name, kind in (("deck.pptx", "PPTX"), ("sheet.xlsx", "XLSX"), ("sheet.ods", "ODS"), ("text.odt", "ODT"),

@@ -42,7 +42,7 @@ class Watching:
         self.reports, self.changed = [], threading.Condition()
         self.stop = threading.Event()
         self.thread = threading.Thread(target=watch, args=(settings, [folder]), daemon=True,
-                                       kwargs={"stop": self.stop, "on_sync": self._on_sync, "embeddings": embeddings})
+                                       kwargs={"stop": self.stop, "on_sync": self._on_sync, "embedder": embeddings})
         self.thread.start()
         self.wait_for(lambda: self.reports)  # the first sync: the watch is running
 
@@ -58,7 +58,7 @@ class Watching:
     def caught_up(self) -> list[tuple]:
         """Waits until the watched index equals a fresh ingest of the folder as it is now; returns it."""
         fresh = with_overrides(self.settings, index_dir=self.fresh_dir / f"fresh{len(os.listdir(self.fresh_dir))}")
-        sync(fresh, [self.folder], embeddings=self.embeddings)
+        sync(fresh, [self.folder], embedder=self.embeddings)
         expected = index_state(fresh)
         self.wait_for(lambda: index_state(self.settings) == expected)
         assert all(r.error is None for r in self.reports)

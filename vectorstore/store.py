@@ -189,16 +189,17 @@ class Store:
         ).fetchall()
         return self._hits([(row["id"], -float(row["rank"])) for row in rows])
 
-    def has_term(self, word: str, *, sources: list[str] | None = None) -> bool:
-        """Whether any chunk (of ``sources``, if given) contains ``word``; no ranking, so cheap."""
-        words = _WORD.findall(word.lower())
+    def has_term(self, term: str, *, sources: list[str] | None = None) -> bool:
+        """Whether any chunk (of ``sources``, if given) contains ``term``: a word, or several as a
+        phrase (those words, in that order, side by side); no ranking, so cheap."""
+        words = _WORD.findall(term.lower())
         if not words:
             return False
         where, params = source_filter(sources, "c.source")
         row = self._db.execute(
             "SELECT 1 FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
             f"WHERE chunks_fts MATCH ? AND {where} LIMIT 1",
-            [" ".join(f'"{w}"' for w in words), *params],
+            ['"' + " ".join(words) + '"', *params],
         ).fetchone()
         return row is not None
 

@@ -66,6 +66,10 @@ def watch(settings: "Settings", paths: list[Path], *, stop: threading.Event | No
         pending = pending or bool(changes)
         if not pending or stop.is_set():
             continue
+        gone = [folder for folder in folders if not folder.is_dir()]
+        if gone:  # its index entries stay: a folder unmounted for a moment must not empty the index
+            raise DocchatError(f"{gone[0]} was removed or moved: the watch stops (the index keeps its documents).",
+                               fix="Run `docchat ingest` on the folder's new place, with --watch to go on watching.")
         result = _sync_once(settings, folders, embedder, include, exclude, events)
         report(result)
         pending, events = result.error is not None, 0  # a failed sync is tried again at the next wake-up

@@ -174,3 +174,26 @@ def test_docchat_ingest_watch_on_the_command_line(tmp_path):
         _, errors = process.communicate(timeout=60)
     assert process.returncode == 0, errors
     assert "Traceback" not in errors
+
+
+def test_the_watch_stops_with_a_message_when_its_folder_is_removed(settings, embeddings, tmp_path):
+    from app.errors import DocchatError
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "note.md").write_text(TEXTS[0])
+    quick = with_overrides(settings, watch_debounce_ms=100)
+    reports, raised = [], []
+
+    def on_sync(report):
+        reports.append(report)
+        if len(reports) == 1:
+            (docs / "note.md").unlink()
+            docs.rmdir()
+
+    try:
+        watch(quick, [docs], on_sync=on_sync, embedder=embeddings)  # returns only by raising
+    except DocchatError as exc:
+        raised.append(str(exc))
+    assert raised and "was removed or moved: the watch stops" in raised[0]
+    assert {row[0] for row in index_state(quick)} == {"note.md"}  # the index keeps what it had

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable
@@ -27,7 +28,10 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-IDLE_WAKE_MS = 5_000  # with nothing happening, wake this often (only to retry a failed sync)
+# With nothing happening the watcher still returns this often: the first sync runs at the first
+# return (after the watcher is running, so nothing is missed), and a failed sync is retried.
+IDLE_WAKE_MS = 250
+RETRY_S = 5.0  # a failed sync is tried again after this long, or at the next change
 MAX_DEBOUNCE_FACTOR = 10  # a folder that never goes quiet is still synced every 10 x debounce
 
 
@@ -57,14 +61,14 @@ def watch(settings: "Settings", paths: list[Path], *, stop: threading.Event | No
 
         embedder = embedding_backend(settings)  # loaded once, not per sync
     watch_filter = _Filter()
-    pending, events = True, 0  # the first sync, as soon as the watcher runs
+    pending, events, retry_at = True, 0, 0.0  # the first sync, as soon as the watcher runs
     for changes in watchfiles.watch(*folders, watch_filter=watch_filter, stop_event=stop,
                                     debounce=settings.watch_debounce_ms * MAX_DEBOUNCE_FACTOR,
                                     step=settings.watch_debounce_ms, rust_timeout=IDLE_WAKE_MS,
                                     yield_on_timeout=True, raise_interrupt=False):
         events += len(changes)
         pending = pending or bool(changes)
-        if not pending or stop.is_set():
+        if not pending or stop.is_set() or (not changes and time.monotonic() < retry_at):
             continue
         gone = [folder for folder in folders if not folder.is_dir()]
         if gone:  # its index entries stay: a folder unmounted for a moment must not empty the index
@@ -72,7 +76,7 @@ def watch(settings: "Settings", paths: list[Path], *, stop: threading.Event | No
                                fix="Run `docchat ingest` on the folder's new place, with --watch to go on watching.")
         result = _sync_once(settings, folders, embedder, include, exclude, events)
         report(result)
-        pending, events = result.error is not None, 0  # a failed sync is tried again at the next wake-up
+        pending, events, retry_at = result.error is not None, 0, time.monotonic() + RETRY_S
 
 
 def _sync_once(settings, folders, embedder, include, exclude, events: int) -> WatchReport:

@@ -6,8 +6,10 @@ worker (forked from a small, thread-free fork server) caps its address space wit
 and parses file after file, so no process is started per file (that cost ~25 ms a file, a
 tenth of a large ingest). The parent stops waiting for a file after
 ``DOCCHAT_PARSE_TIMEOUT_S`` and kills that worker; a worker that crashed, ran out of memory
-or was killed is replaced before the next file. Requests and results are JSON, never pickle,
-so a compromised worker cannot run code in the parent.
+or was killed is replaced before the next file. OCR is the one step allowed more time: the
+worker announces each page it starts to OCR and the parent adds that page's limit
+(``DOCCHAT_OCR_PAGE_TIMEOUT_S``), for at most ``DOCCHAT_OCR_MAX_PAGES`` pages. Requests and
+results are JSON, never pickle, so a compromised worker cannot run code in the parent.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ import time
 from dataclasses import asdict
 from pathlib import Path
 
-from ingest.documents import ParsedDocument, UnreadableFile
 from ingest import ocr
+from ingest.documents import ParsedDocument, UnreadableFile
 from ingest.ocr import OcrOptions
 
 OCR_RENDER_S = 5.0  # rendering a page to an image, on top of DOCCHAT_OCR_PAGE_TIMEOUT_S

@@ -178,6 +178,8 @@ def test_an_image_is_read_by_ocr_and_ocr_is_bounded_per_document(tmp_path):
     document = parse(pdf, max_pages=1)
     assert [s.page for s in document.sections] == [1]
     assert document.notes == ["pages 2, 3 not OCRed: more than DOCCHAT_OCR_MAX_PAGES=1 pages need OCR"]
+    slow = parse(pdf, page_timeout_s=0.01)  # each page's tesseract is stopped: skipped with the reason
+    assert slow.sections == [] and slow.notes[0] == "page 1 not OCRed: OCR took longer than DOCCHAT_OCR_PAGE_TIMEOUT_S=0.01 s"
 
 
 def test_without_tesseract_a_scan_is_reported_as_needing_ocr(tmp_path, monkeypatch):

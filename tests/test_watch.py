@@ -197,3 +197,25 @@ def test_the_watch_stops_with_a_message_when_its_folder_is_removed(settings, emb
         raised.append(str(exc))
     assert raised and "was removed or moved: the watch stops" in raised[0]
     assert {row[0] for row in index_state(quick)} == {"note.md"}  # the index keeps what it had
+
+
+def test_the_page_starts_one_watch_on_its_documents_folder(monkeypatch, isolated_env):
+    from streamlit.testing.v1 import AppTest
+
+    from app.config import load_settings
+    from app.ui import resources
+
+    monkeypatch.setenv("DOCCHAT_WATCH_DOCS", "true")
+    settings = load_settings(env_file=None)
+    page = str(Path(__file__).resolve().parents[1] / "app" / "ui" / "page.py")
+    at = AppTest.from_file(page, default_timeout=120).run()
+    assert not at.exception
+    at.run()  # a rerun keeps the same watch
+    name = f"docchat-watch {settings.docs_path}"
+    assert [t.name for t in threading.enumerate()].count(name) == 1  # started by the page, once
+    handle = resources.docs_watch(settings)  # the page's cached watch, shared by the process
+    try:
+        assert handle.thread.is_alive() and handle.thread.name == name
+        assert [t.name for t in threading.enumerate()].count(name) == 1
+    finally:
+        handle.stop()

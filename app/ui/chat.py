@@ -6,15 +6,17 @@ Every piece of model or document text goes through ``app.ui.sanitize`` before it
 from __future__ import annotations
 
 import json
-import mimetypes
+import re
+import time
 from dataclasses import dataclass, field
 
 import streamlit as st
+from streamlit.runtime.scriptrunner_utils.exceptions import ScriptControlException
 
 from app.errors import DocchatError
-from app.ui.sanitize import (
-    downloadable_file, escape_markdown, highlighted, only_links, safe_markdown, safe_markdown_piece,
-)
+from app.ui import controls, viewer
+from app.ui.formatting import duration
+from app.ui.sanitize import escape_markdown, only_links, safe_markdown, safe_markdown_piece
 
 # What the answer check found, in the user's words (Answer.problems).
 PROBLEM_WORDS = {
@@ -39,6 +41,8 @@ class ChatOptions:
     temperature: float | None = None
     score_threshold: float | None = None
     indexed_files: set[tuple[str, str]] = field(default_factory=set)  # (root, source): only these download
+    store: object | None = None  # the live index, for the source viewer's whole passages
+    threads: object | None = None  # the ThreadStore (feedback, regenerate, edit)
 
 
 def show_error(error: Exception) -> None:
@@ -52,23 +56,46 @@ def show_error(error: Exception) -> None:
 
 
 def render_history(messages, options: ChatOptions) -> None:
-    """The saved messages of a thread, each answer with its sources, as when it was asked."""
+    """The saved messages of a thread, each answer with its sources and its controls (copy,
+    feedback, regenerate on the last one; edit on questions), as when it was asked."""
     from app.engine.answer import Answer
 
+    last_answer = max((i for i, m in enumerate(messages) if m.role == "assistant"), default=-1)
     for i, message in enumerate(messages):
         with st.chat_message(message.role):
-            if message.role == "assistant" and message.answer_json:
-                answer = Answer.from_dict(json.loads(message.answer_json))
-                render_answer(answer, options, key=f"h{i}")
-            else:
+            if message.role == "user":
                 st.markdown(safe_markdown(message.content))
+                controls.question_controls(options, message)
+                continue
+            answer = Answer.from_dict(json.loads(message.answer_json)) if message.answer_json else None
+            if answer is None or message.stopped:
+                st.markdown(safe_markdown(message.content) or "*(nothing had arrived yet)*")
+            if message.stopped:
+                st.caption(":material/stop_circle: Stopped: the answer above is the part that had arrived.")
+            elif answer is not None:
+                render_answer(answer, options, key=f"m{message.id}")
+            question = messages[i - 1] if i and messages[i - 1].role == "user" else None
+            controls.answer_controls(options, message, answer, question, last=i == last_answer)
 
 
-def stream_answer(engine, question: str, options: ChatOptions):
-    """Ask the engine, writing the answer as its tokens arrive; returns the Answer (or None)."""
+IN_FLIGHT = "answer_in_flight"  # the answer being streamed: {thread, question, parts}
+STOP_WAIT_S = 3.0  # how long the next run waits for a stopped answer to be saved
+
+
+def stream_answer(engine, threads, question: str, options: ChatOptions):
+    """Ask the engine, writing the answer as its tokens arrive; returns the Answer (or None).
+
+    A stop (the Stop button, or anything else that reruns the page meanwhile) keeps the part
+    that had arrived in the thread, marked stopped. Streamlit starts the next run before this
+    one has unwound (it stops at its next token), so what has arrived is also kept in the
+    session, where the next run shows it (``render_in_flight``) until it is saved.
+    """
     from app.engine.answer import Done, Token
 
     done: list = []  # the Answer, once the stream ends (tool calls arrive in it too)
+    flight = {"thread": options.thread_id, "question": question, "parts": [],
+              "before": len(threads.messages(options.thread_id))}  # fmt: skip
+    st.session_state[IN_FLIGHT] = flight
 
     def pieces():
         for event in engine.stream(
@@ -80,37 +107,114 @@ def stream_answer(engine, question: str, options: ChatOptions):
             score_threshold=options.score_threshold,
         ):
             if isinstance(event, Token):
+                flight["parts"].append(event.text)
                 yield safe_markdown_piece(event.text)
             elif isinstance(event, Done):
                 done.append(event.answer)
 
+    st.button("Stop", key="stop-answer", icon=":material/stop_circle:", type="tertiary",
+              help="Stop the answer; what has arrived is kept in the conversation.")  # fmt: skip
     text_slot = st.empty()
     try:
         with text_slot.container():
             st.write_stream(pieces())
+    except ScriptControlException:  # stopped, or the page rerun for another click
+        # No Streamlit call from here on: this run is being stopped, and the session state
+        # is the next run's. The flight is marked in place; the next run clears it.
+        if not done:
+            keep_stopped(threads, options.thread_id, question, "".join(flight["parts"]))
+        flight["landed"] = True
+        raise
     except Exception as exc:  # a backend or index failure: say so, keep the page alive
+        _land(flight)
         text_slot.empty()
         show_error(exc)
         return None
+    _land(flight)
     if not done:
         return None
     answer = done[0]
     # The streamed pieces were made safe one by one; show the whole answer properly now (the
     # check may have repaired it, or replaced it with quoted evidence).
-    text_slot.markdown(answer_markdown(answer))
+    text_slot.markdown(answer_markdown(answer, key="new"))
     render_answer(answer, options, key="new", with_text=False)
     return answer
 
 
-def answer_markdown(answer) -> str:
-    """The answer text as safe Markdown, links clickable only when a cited source has them."""
-    return safe_markdown(only_links(answer.text, answer.links))
+def _land(flight: dict) -> None:
+    flight["landed"] = True
+    if st.session_state.get(IN_FLIGHT) is flight:
+        del st.session_state[IN_FLIGHT]
+
+
+def wait_for_stopped_answer(limit_s: float = STOP_WAIT_S) -> None:
+    """Give a stopped answer's run the moment it needs to save it (it stops at its next
+    token), so that this run shows, lists and exports it from the thread."""
+    flight = st.session_state.get(IN_FLIGHT)
+    deadline = time.monotonic() + limit_s
+    while flight and not flight.get("landed") and time.monotonic() < deadline:
+        time.sleep(0.05)
+    if flight and flight.get("landed"):
+        del st.session_state[IN_FLIGHT]
+
+
+def render_in_flight(thread_id: str | None, options: ChatOptions, shown: int) -> None:
+    """An answer of this thread that was stopped and was not saved when the history above
+    (``shown`` messages) was read: the saved one if it has been saved since, else what had
+    arrived (its run is still waiting for a slow model's next token)."""
+    flight = st.session_state.get(IN_FLIGHT)
+    if not flight or flight["thread"] != thread_id:
+        return
+    messages = options.threads.messages(thread_id)
+    if len(messages) > flight["before"]:  # saved: shown above, or saved while this run drew it
+        if flight.get("landed"):
+            del st.session_state[IN_FLIGHT]
+        render_history(messages[shown:], options)
+        return
+    with st.chat_message("user"):
+        st.markdown(safe_markdown(flight["question"]))
+    with st.chat_message("assistant"):
+        st.markdown(safe_markdown("".join(flight["parts"])) or "*(nothing had arrived yet)*")
+        st.caption(":material/stop_circle: Stopped: the answer above is the part that had arrived.")
+
+
+def keep_stopped(threads, thread_id: str, question: str, partial: str) -> None:
+    """Save a stopped answer: the question and what had arrived, marked stopped."""
+    from app.engine.answer import Answer
+
+    record = Answer(text=partial, sources=[], cited=[], thread_id=thread_id, rewritten_query="",
+                    citations="none", grounded=False)  # fmt: skip
+    data = {**record.to_dict(), "stopped": True}
+    threads.add_exchange(thread_id, question, partial, json.dumps(data), stopped=True)
+
+
+_CITATION_GROUP = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\](?!\()")
+
+
+def answer_markdown(answer, *, key: str) -> str:
+    """The answer text as safe Markdown, links clickable only when a cited source has them,
+    and each [n] a link to its source below the answer."""
+    text = safe_markdown(only_links(answer.text, answer.links))
+    known = {s.n for s in answer.sources}
+
+    def link(match: re.Match) -> str:
+        numbers = [int(n) for n in re.findall(r"\d+", match.group(1))]
+        if not set(numbers) <= known:
+            return match.group(0)
+        return "\\[" + ", ".join(f"[{n}](#{source_anchor(key, n)})" for n in numbers) + "\\]"
+
+    return _CITATION_GROUP.sub(link, text)
+
+
+def source_anchor(key: str, n: int) -> str:
+    """The id of source ``n``'s heading under the answer ``key`` (see ``render_source``)."""
+    return f"source-{n}-{key}".lower()
 
 
 def render_answer(answer, options: ChatOptions, *, key: str, with_text: bool = True) -> None:
     """An answer, then its evidence and sources, the tools it used and how it was answered."""
     if with_text:
-        st.markdown(answer_markdown(answer))
+        st.markdown(answer_markdown(answer, key=key))
     if answer.kind == "extractive":
         why = "; ".join(PROBLEM_WORDS.get(p, p) for p in answer.problems) or "it did not match your documents"
         st.caption(f"Quoted from your documents: the model's own answer was not shown ({why}).")
@@ -121,11 +225,11 @@ def render_answer(answer, options: ChatOptions, *, key: str, with_text: bool = T
     elif answer.problems:
         st.caption("Repaired: " + "; ".join(PROBLEM_WORDS.get(p, p) for p in answer.problems) + " (removed).")
     if answer.sources:
-        st.caption("Sources, with the sentences that support the answer highlighted")
+        st.caption("Sources, best match first; the sentences that support the answer are highlighted")
         if answer.citations == "overlap":
             st.caption("The model wrote no citations: each [n] marks a sentence that matches that source's wording.")
         for source in sorted(answer.sources, key=lambda s: -s.score):
-            render_source(source, answer, options, key=f"{key}-{source.n}")
+            render_source(source, answer, options, key=key)
     if answer.tool_calls:
         with st.expander(f"Tools used ({len(answer.tool_calls)})", icon=":material/handyman:"):
             for call in answer.tool_calls:
@@ -139,44 +243,36 @@ def render_not_found(answer, options: ChatOptions, *, key: str) -> None:
     if answer.closest:
         st.caption("Nothing was relevant enough to answer from. The closest passages found:")
         for source in answer.closest:
-            render_source(source, answer, options, key=f"{key}-near-{source.n}", cited_mark=False)
+            render_source(source, answer, options, key=f"{key}-near", cited_mark=False)
     if answer.hint:
         st.info(escape_markdown(answer.hint), icon=":material/travel_explore:")
 
 
 def render_source(source, answer, options: ChatOptions, *, key: str, cited_mark: bool = True) -> None:
-    """One numbered source: its supporting sentences highlighted in the passage, path, page or
-    heading, score, and the file to download."""
-    mark = " ✓ cited" if cited_mark and source.n in answer.cited else ""
-    label = f"[{source.n}] {escape_markdown(source.label())} · score {source.score:.2f}{mark}"
+    """One numbered source: where it is, its score, its supporting sentences highlighted, and
+    a button that opens it whole in the viewer (with the PDF page, for a PDF)."""
+    cited = cited_mark and source.n in answer.cited
     evidence = answer.evidence_for(source.n) if cited_mark else []
-    with st.expander(label, expanded=bool(evidence) and source.n in answer.cited):
-        text = source.text or source.snippet
-        inside = [(e.start, e.end) for e in evidence if text[e.start:e.end] == e.text]
-        if inside:
-            st.markdown(highlighted(text, inside))
-        else:  # a stored answer keeps only the snippet: quote the sentences themselves
+    with st.container(border=True, gap="xsmall"):
+        # A heading, so that the [n] in the answer can link here (its id is the anchor).
+        st.markdown(f"###### [{source.n}] {escape_markdown(source.label())}", anchors=False)
+        # The id Streamlit gives a heading comes from its text; this one is ours.
+        st.html(f'<span id="{source_anchor(key, source.n)}"></span>')
+        facts = [f"score {source.score:.2f}"] + ([":green[:material/check: cited]"] if cited else [])
+        if source.page is not None:
+            facts.append(f"page {source.page}")
+        left, right = st.columns([4, 1], vertical_alignment="center")
+        left.caption(" · ".join(facts))
+        if right.button("Open", key=f"open-{key}-{source.n}", icon=":material/open_in_new:", type="tertiary"):
+            viewer.source_dialog(source, evidence, options.store, options.indexed_files, f"{key}-{source.n}")
+        spans = viewer.evidence_spans(source.text or source.snippet, evidence)
+        if spans:
+            st.markdown(viewer.highlighted(source.text or source.snippet, spans))
+        elif evidence:  # a stored answer keeps only the snippet: quote the sentences themselves
             for e in evidence:
                 st.markdown(":orange-background[" + escape_markdown(" ".join(e.text.split())) + "]")
-            st.text(text)
-        where = [f"File: {source.source}", f"Folder: {source.root}"]
-        if source.page is not None:
-            where.append(f"Page {source.page}")
-        if source.heading:
-            where.append(f"Section: {source.heading}")
-        where.append(f"Score: {source.score:.3f}")
-        st.caption(escape_markdown(" · ".join(where)))
-        path = downloadable_file(source.root, source.source, options.indexed_files)
-        if path is not None:
-            st.download_button(
-                "Download the file",
-                data=path.read_bytes,  # read only when clicked
-                file_name=path.name,
-                mime=mimetypes.guess_type(path.name)[0] or "application/octet-stream",
-                key=f"dl-{key}",
-                on_click="ignore",
-                icon=":material/download:",
-            )
+        else:
+            st.caption(escape_markdown(source.snippet))
 
 
 def render_how(answer) -> None:
@@ -185,16 +281,25 @@ def render_how(answer) -> None:
         st.markdown("**Searched for:**")
         st.text(answer.rewritten_query or "(the question as asked)")
         if answer.sources:
-            st.markdown("**Retrieved chunks:**")
+            st.markdown("**Retrieved passages, best first:**")
             st.dataframe(
                 [
-                    {"n": s.n, "file": s.source, "page": s.page, "section": s.heading or "", "score": s.score}
-                    for s in answer.sources
+                    {"n": s.n, "file": s.source, "page": "" if s.page is None else str(s.page),
+                     "section": s.heading or "", "score": round(s.score, 2)}
+                    for s in sorted(answer.sources, key=lambda s: -s.score)
                 ],
                 hide_index=True,
-            )
-        t = answer.timings
-        first = f"{t.first_token_ms:.0f} ms" if t.first_token_ms is not None else "n/a"
-        waited = f" (of which {t.wait_ms / 1000:.1f} s preparing the models)" if t.wait_ms >= 100 else ""
-        st.caption(f"Retrieval {t.retrieve_ms:.0f} ms · first token {first} · total {t.total_ms:.0f} ms{waited}"
-                   f" · answer check {t.check_ms:.0f} ms")
+            )  # fmt: skip
+        st.caption(timings_line(answer.timings))
+
+
+def timings_line(t) -> str:
+    """The timings in words a person reads at a glance."""
+    parts = [f"Found in {duration(t.retrieve_ms)}"]
+    if t.first_token_ms is not None:
+        parts.append(f"first words after {duration(t.first_token_ms)}")
+    parts.append(f"complete in {duration(t.total_ms)}")
+    if t.wait_ms >= 100:
+        parts.append(f"of which {duration(t.wait_ms)} preparing the models")
+    parts.append(f"answer check {duration(t.check_ms)}")
+    return " · ".join(parts)

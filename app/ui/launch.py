@@ -76,7 +76,7 @@ def streamlit_command(settings, args) -> list[str]:
         "--server.headless", "true" if args.no_browser else "false",
         "--server.maxUploadSize", str(max(1, math.ceil(settings.upload_max_mb))),
         "--browser.gatherUsageStats", "false",
-        "--client.toolbarMode", "minimal",
+        "--client.toolbarMode", "viewer",  # the menu with Settings: light, dark or the system theme
         "--",  # what follows goes to the page, which loads the same settings
         "--env-file", str(getattr(args, "env_file", ".env") or ""),
     ]  # fmt: skip

@@ -6,6 +6,7 @@ and the tests can drive them with real files.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from app.ui.uploads import SavedUploads, Upload, save_uploads
@@ -62,3 +63,32 @@ def _delete_own_entry(path: Path, docs: Path) -> bool:
     except (OSError, ValueError):
         return False
     return True
+
+
+STATUS_FILE = "library-status.json"  # in the data folder: why files are not in the index
+
+
+def save_status(settings, saved, summary) -> None:
+    """Remember, per file, why the last ingest left it out (failed or skipped, with the
+    reason), so the Library page can say so after a restart. Files it indexed are cleared."""
+    status = load_status(settings)
+    if summary is not None:
+        for source in [*summary.added, *summary.updated, *summary.deleted]:
+            status.pop(source, None)
+        status.update({source: {"status": "failed", "reason": reason} for source, reason in summary.failed})
+        status.update({source: {"status": "skipped", "reason": reason} for source, reason in summary.skipped})
+    for name, reason in saved.rejected if saved else []:
+        status[name] = {"status": "not added", "reason": reason}
+    try:
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        (settings.data_path / STATUS_FILE).write_text(json.dumps(status, indent=1, ensure_ascii=False))
+    except OSError:  # a read-only data folder: the page still shows this run's report
+        pass
+
+
+def load_status(settings) -> dict[str, dict]:
+    try:
+        data = json.loads((settings.data_path / STATUS_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,5 +1,6 @@
-"""The sidebar: conversations, documents and settings. Each panel reads its widgets, calls
-one function of the engine or the ingest, and returns what the chat needs."""
+"""Panels shared by the pages: adding documents (upload, ingest with progress, what it did)
+and the settings. Each reads its widgets, calls one function of the ingest or the engine,
+and returns what the page needs."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ from app.ui.chat import show_error
 from app.ui.sanitize import escape_markdown
 from app.ui.uploads import Upload
 
-THREAD = "thread_id"  # session-state key of the open conversation (None: a new one)
 REPORT = "ingest_report"  # what the last ingest did, shown after the rerun it triggers
 DOCTOR_MARKS = {"ok": ":green[:material/check_circle:]", "warn": ":orange[:material/warning:]",
                 "fail": ":red[:material/cancel:]", "info": ":material/info:"}
@@ -22,89 +22,10 @@ STAGES = {
 }
 
 
-# -- conversations ---------------------------------------------------------------------------
-def threads_panel(settings) -> str | None:
-    """New, switch, rename, delete. Returns the open thread's id (None: not started yet)."""
-    store = resources.threads(settings)
-    threads = store.list()
-    current = st.session_state.get(THREAD)
-    if current and current not in {t.id for t in threads}:
-        current = st.session_state[THREAD] = None  # deleted elsewhere (CLI, another tab)
-
-    st.subheader("Conversations")
-    # Callbacks run before the script, so every button is drawn knowing the open thread.
-    st.button("New conversation", icon=":material/add:", key="new-thread", width="stretch",
-              on_click=_open, args=(None,))  # fmt: skip
-    for thread in threads:
-        st.button(
-            escape_markdown(thread.title or "Untitled"),
-            key=f"thread-{thread.id}",
-            type="primary" if thread.id == current else "tertiary",
-            width="stretch",
-            on_click=_open,
-            args=(thread.id,),
-        )
-    if current:
-        _edit_thread(store, current)
-    return current
-
-
-def _open(thread_id: str | None) -> None:
-    st.session_state[THREAD] = thread_id
-
-
-def _edit_thread(store, thread_id: str) -> None:
-    with st.expander("Rename or delete this conversation"):
-        title = st.text_input("Title", value=store.get(thread_id).title, key=f"title-{thread_id}")
-        left, right = st.columns(2)
-        left.button("Rename", key="rename-thread", disabled=not title.strip(),
-                    on_click=_rename, args=(store, thread_id))  # fmt: skip
-        right.button("Delete", key="delete-thread", type="primary", on_click=_delete, args=(store, thread_id))
-
-
-def _rename(store, thread_id: str) -> None:
-    # The title as typed when the button was clicked (callback arguments are from the last run).
-    title = st.session_state.get(f"title-{thread_id}", "").strip()
-    if title:
-        store.rename(thread_id, title)
-
-
-def _delete(store, thread_id: str) -> None:
-    store.delete(thread_id)
-    _open(None)
-
-
 # -- documents -------------------------------------------------------------------------------
-def documents_panel(settings, documents: list) -> list[str]:
-    """Upload, list, remove, re-sync, and choose the documents to search. Returns that choice."""
-    st.subheader("Documents")
-    chosen = st.multiselect(
-        "Search only in",
-        sorted({d.source for d in documents}),
-        placeholder="All documents",
-        key="only-sources",
-    )
-    _show_report()
-    # Keyed and tracked, so it stays open across the rerun that follows an ingest.
-    with st.expander(
-        "Library", expanded=not documents, icon=":material/library_books:", key="library", on_change="rerun"
-    ):
-        _upload_form(settings)
-        st.caption(f"{len(documents)} documents indexed" if documents else "No documents indexed yet.")
-        if documents:
-            st.dataframe(
-                [{"document": d.source, "chunks": d.chunks, "KB": round(d.size / 1024, 1)} for d in documents],
-                hide_index=True,
-            )
-            _remove_form(settings, documents)
-        if st.button("Re-sync the documents folder", icon=":material/sync:", key="resync"):
-            _run_ingest(settings, lambda progress: (None, library.sync_folder(
-                settings, embedder=resources.embedder(settings), progress=progress
-            )))  # fmt: skip
-    return chosen
-
-
-def _upload_form(settings) -> None:
+def upload_form(settings) -> None:
+    """Drop or choose files; they are saved into the documents folder and indexed."""
+    show_report()
     with st.form("upload", clear_on_submit=True, border=False):
         files = st.file_uploader(
             "Add documents",
@@ -115,28 +36,24 @@ def _upload_form(settings) -> None:
         )
         submitted = st.form_submit_button("Add and index", icon=":material/upload_file:")
     if submitted and files:
-        uploads = [Upload(f.name, f.getvalue()) for f in files]
-        _run_ingest(settings, lambda progress: library.add_uploads(
-            settings, uploads, embedder=resources.embedder(settings), progress=progress
-        ))  # fmt: skip
+        ingest_uploads(settings, files)
 
 
-def _remove_form(settings, documents: list) -> None:
-    labels = {f"{d.source} ({d.root})": d for d in documents}
-    choice = st.selectbox("Remove a document", list(labels), index=None, key="remove-choice")
-    if st.button("Remove", key="remove-doc", disabled=choice is None, icon=":material/delete:"):
-        doc = labels[choice]
-        try:
-            deleted = library.remove(settings, doc.source, doc.root)
-        except Exception as exc:
-            show_error(exc)
-            return
-        what = "removed from the index and its file deleted" if deleted else "removed from the index"
-        st.toast(escape_markdown(f"{doc.source}: {what}."))
-        st.rerun()
+def ingest_uploads(settings, files) -> None:
+    """Save and index files the browser sent (the upload form, or the question box)."""
+    uploads = [Upload(f.name, f.getvalue()) for f in files]
+    run_ingest(settings, lambda progress: library.add_uploads(
+        settings, uploads, embedder=resources.embedder(settings), progress=progress
+    ))  # fmt: skip
 
 
-def _run_ingest(settings, action) -> None:
+def resync(settings) -> None:
+    run_ingest(settings, lambda progress: (None, library.sync_folder(
+        settings, embedder=resources.embedder(settings), progress=progress
+    )))  # fmt: skip
+
+
+def run_ingest(settings, action) -> None:
     """Run an ingest with a progress bar, then rerun so every panel sees the new index.
 
     What changed and which files failed is kept in the session and shown after the rerun.
@@ -159,6 +76,7 @@ def _run_ingest(settings, action) -> None:
         show_error(exc)
         return
     st.session_state[REPORT] = _report(saved, summary)
+    library.save_status(settings, saved, summary)
     st.rerun()
 
 
@@ -177,14 +95,27 @@ def _report(saved, summary) -> list[tuple[str, str]]:
     return lines
 
 
-def _show_report() -> None:
+def show_report() -> None:
     for kind, text in st.session_state.pop(REPORT, []):
         getattr(st, kind)(escape_markdown(text))
 
 
 # -- settings --------------------------------------------------------------------------------
+CHOSEN_MODEL = "chosen_model"  # the chat model picked in the page: settings fields to override
+BACKEND_NAMES = {"huggingface": "Embedded / transformers (in docchat)", "ollama": "Ollama server",
+                 "openai": "OpenAI-compatible server"}  # fmt: skip
+
+
+def with_chosen_model(settings):
+    """The settings with the chat model picked in the page for this session, if any (the
+    engine is cached per settings, so the new model answers from the next question on)."""
+    chosen = st.session_state.get(CHOSEN_MODEL)
+    return settings.model_copy(update=chosen) if chosen else settings
+
+
 def settings_panel(settings) -> dict:
-    """Backend, model and doctor status; k, temperature and threshold for this session."""
+    """The chat model (switchable here), doctor status; k, temperature and threshold for
+    this session."""
     with st.expander("Settings", icon=":material/settings:"):
         st.caption(
             escape_markdown(
@@ -195,6 +126,7 @@ def settings_panel(settings) -> dict:
         advice = resources.advice(settings)
         if advice.advice:
             st.info(escape_markdown(advice.advice), icon=":material/tips_and_updates:")
+        _model_chooser(settings)
         if st.button("Check the set-up (doctor)", key="doctor"):
             _doctor(settings)
         return {
@@ -205,6 +137,43 @@ def settings_panel(settings) -> dict:
                 help="The best chunk must reach this score, or the answer is \"not found\" (DOCCHAT_SCORE_THRESHOLD).",
             ),
         }  # fmt: skip
+
+
+def _model_chooser(settings) -> None:
+    """Pick the backend and model: Ollama's pulled models are listed from the server, an
+    OpenAI-compatible server is given by URL. Applied to this session, no restart."""
+    from app.backends.advice import ollama_chat_models
+    from app.config import DEFAULT_LLM_MODELS
+
+    with st.popover("Change the chat model", icon=":material/swap_horiz:", key="model-menu"):
+        backend = st.selectbox("Backend", list(BACKEND_NAMES), format_func=BACKEND_NAMES.get,
+                               index=list(BACKEND_NAMES).index(settings.llm_backend), key="pick-backend")  # fmt: skip
+        update = {"llm_backend": backend}
+        if backend == "ollama":
+            host = st.text_input("Ollama server", value=settings.ollama_host, key="pick-ollama-host")
+            pulled = ollama_chat_models(host)
+            if pulled:
+                update["llm_model"] = st.selectbox("Model", pulled, key="pick-ollama-model")
+            else:
+                st.caption(escape_markdown(f"No Ollama server with a chat model answers at {host}: start it "
+                                           "(`ollama serve`) and `ollama pull llama3.2`, or type a model name."))
+                update["llm_model"] = st.text_input("Model", value=DEFAULT_LLM_MODELS["ollama"], key="pick-model")
+            update["ollama_host"] = host
+        elif backend == "openai":
+            update["openai_base_url"] = st.text_input(
+                "Server URL", value=settings.openai_base_url or "", placeholder="http://localhost:8000/v1 (empty: OpenAI)",
+                key="pick-openai-url",
+            ).strip() or None  # fmt: skip
+            update["llm_model"] = st.text_input("Model", value=DEFAULT_LLM_MODELS["openai"], key="pick-model")
+        else:
+            update["llm_model"] = st.text_input("Model folder or name (empty: the embedded one)",
+                                                value="", key="pick-hf-model")  # fmt: skip
+        if st.button("Use this model", key="use-model", type="primary"):
+            st.session_state[CHOSEN_MODEL] = update
+            st.rerun()
+        if st.session_state.get(CHOSEN_MODEL) and st.button("Back to the configured model", key="reset-model"):
+            del st.session_state[CHOSEN_MODEL]
+            st.rerun()
 
 
 def _doctor(settings) -> None:

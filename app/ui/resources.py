@@ -48,7 +48,11 @@ def docs_watch(settings: Settings):
     """The documents folder kept in sync while the page runs (DOCCHAT_WATCH_DOCS), or None."""
     if not settings.watch_docs:
         return None
-    return _docs_watch(settings_key(settings), settings, embedder(settings))
+    from app.backends import embedding_class
+
+    # Keyed on the folder and the embedding model only: switching the chat model must not start a second watch.
+    key = f"{settings.docs_path}|{embedding_class(settings).key_for(settings)}"
+    return _docs_watch(key, settings, embedder(settings))
 
 
 @st.cache_resource(max_entries=1)

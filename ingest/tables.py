@@ -103,7 +103,7 @@ def parse_ods(path: Path) -> ParsedDocument:
     sections = []
     for sheet, frame in sheets.items():
         frame = frame.astype(object).where(frame.notna(), None)
-        # pandas drops leading empty rows: the index still counts them from 0
+        # with header=None the index is the 0-based sheet row (empty rows kept as NaN rows)
         rows = ((int(index) + 1, list(values)) for index, values in zip(frame.index, frame.itertuples(index=False)))
         sections.append(table_section(rows, str(sheet)))
     return ParsedDocument(stem_title(path.name), [s for s in sections if s])

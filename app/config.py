@@ -85,6 +85,12 @@ class Settings(BaseSettings):
     embed_headings: bool = True  # embed "title > heading path" before each chunk's text
     ingest_lock_timeout_s: float = Field(60.0, ge=0)  # how long an ingest waits for another one to publish
     follow_external_symlinks: bool = False  # follow links to files outside the ingested folder
+    ocr: bool = True  # read scanned PDF pages and images with Tesseract when it is installed
+    ocr_languages: str = Field("eng", pattern=r"^[A-Za-z_]+(\+[A-Za-z_]+)*$")  # Tesseract's form: eng+deu
+    ocr_max_pages: int = Field(50, ge=1, le=10_000)  # pages per document read by OCR; the rest are noted
+    ocr_page_timeout_s: float = Field(30.0, gt=0)  # one page's OCR; a slower page is skipped with a note
+    watch_debounce_ms: int = Field(500, ge=50, le=60_000)  # `ingest --watch`: quiet time before a sync
+    watch_docs: bool = False  # the chat page keeps its documents folder in sync while it runs
 
     # Retrieval and answering
     k: int = Field(4, ge=1, le=100)

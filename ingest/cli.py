@@ -17,11 +17,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--exclude", action="append", metavar="GLOB",
                         help="leave files matching GLOB alone (repeatable)")
     parser.add_argument("--json", action="store_true", help="print the summary as JSON on stdout")
+    parser.add_argument("--watch", action="store_true",
+                        help="keep syncing as files are added, changed, renamed or deleted (Ctrl-C stops)")
 
 
 def run(settings, args) -> int:
     from pathlib import Path
 
+    if args.watch:
+        return run_watch(settings, args)
     from ingest.progress import progress_printer
     from ingest.sync import sync
 
@@ -36,6 +40,37 @@ def run(settings, args) -> int:
         print(f"docchat: nothing could be ingested: all {len(summary.failed)} candidate files failed (reasons above).",
               file=sys.stderr)
         return 1
+    return 0
+
+
+def run_watch(settings, args) -> int:
+    """Sync now, then after each batch of changes; a summary per sync that changed something."""
+    from pathlib import Path
+
+    from app.errors import DocchatError
+    from ingest.watch import watch
+
+    if args.dry_run or args.full:
+        raise DocchatError("--watch cannot be combined with --dry-run or --full.",
+                           fix="Run `docchat ingest --full` (or --dry-run) once, then `docchat ingest --watch`.")
+    if not args.paths:
+        settings.docs_path.mkdir(parents=True, exist_ok=True)  # as a plain ingest does
+    folders = [Path(p) for p in args.paths] or [settings.docs_path]
+
+    def show(report) -> None:
+        if report.error:
+            print(f"docchat: sync failed, trying again after the next change: {report.error}", file=sys.stderr, flush=True)
+        elif args.json:
+            print(json.dumps(report.summary.to_dict()), flush=True)
+        elif report.events == 0 or report.summary.generation is not None or report.summary.failed:
+            print(format_summary(report.summary), flush=True)
+            if report.events == 0:
+                print(f"Watching {', '.join(report.summary.roots)} (Ctrl-C stops)", file=sys.stderr, flush=True)
+
+    try:
+        watch(settings, folders, on_sync=show, include=args.include, exclude=args.exclude)
+    except KeyboardInterrupt:
+        pass
     return 0
 
 

@@ -11,30 +11,46 @@ class UnreadableFile(Exception):
 
 @dataclass
 class Section:
-    """A run of text under one heading path (and, for PDF, on one page)."""
+    """A run of text under one heading path (and, for paged formats, on one page).
+
+    A table is a section with ``rows``: ``text`` is its header line and each row is
+    (row number, row text); the splitter packs rows into chunks that each repeat the header.
+    """
 
     text: str
-    heading: str | None = None  # "Chapter > Section"
-    page: int | None = None  # 1-based, PDF only
+    heading: str | None = None  # "Chapter > Section", "Slide 3: Results", "Sheet1"
+    page: int | None = None  # 1-based, paged formats (PDF, TIFF) only
+    rows: list[tuple[int, str]] | None = None
+    ocr: bool = False  # the text was read from an image by OCR, not from the file's text
+
+    def to_json(self) -> list:
+        return [self.text, self.heading, self.page, [list(r) for r in self.rows] if self.rows else None, self.ocr]
+
+    @classmethod
+    def from_json(cls, data: list) -> "Section":
+        text, heading, page, *rest = data
+        rows = rest[0] if rest and isinstance(rest[0], list) else None
+        return cls(str(text), heading if isinstance(heading, str) else None, page if isinstance(page, int) else None,
+                   [(int(n), str(line)) for n, line in rows] if rows else None, bool(rest[1]) if len(rest) > 1 else False)
 
 
 @dataclass
 class ParsedDocument:
     title: str
     sections: list[Section] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)  # parts skipped and why (pages not OCRed, ...)
 
     def to_json(self) -> dict:
-        return {"title": self.title, "sections": [[s.text, s.heading, s.page] for s in self.sections]}
+        return {"title": self.title, "sections": [s.to_json() for s in self.sections], "notes": self.notes}
 
     @classmethod
     def from_json(cls, data: dict) -> "ParsedDocument":
-        sections = [Section(str(t), h if isinstance(h, str) else None, p if isinstance(p, int) else None)
-                    for t, h, p in data["sections"]]
-        return cls(str(data["title"]), sections)
+        return cls(str(data["title"]), [Section.from_json(s) for s in data["sections"]],
+                   [str(n) for n in data.get("notes", [])])
 
     @property
     def is_empty(self) -> bool:
-        return not any(s.text.strip() for s in self.sections)
+        return not any(s.text.strip() or s.rows for s in self.sections)
 
 
 class HeadingPath:

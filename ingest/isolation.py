@@ -6,8 +6,10 @@ worker (forked from a small, thread-free fork server) caps its address space wit
 and parses file after file, so no process is started per file (that cost ~25 ms a file, a
 tenth of a large ingest). The parent stops waiting for a file after
 ``DOCCHAT_PARSE_TIMEOUT_S`` and kills that worker; a worker that crashed, ran out of memory
-or was killed is replaced before the next file. Requests and results are JSON, never pickle,
-so a compromised worker cannot run code in the parent.
+or was killed is replaced before the next file. OCR is the one step allowed more time: the
+worker announces each page it starts to OCR and the parent adds that page's limit
+(``DOCCHAT_OCR_PAGE_TIMEOUT_S``), for at most ``DOCCHAT_OCR_MAX_PAGES`` pages. Requests and
+results are JSON, never pickle, so a compromised worker cannot run code in the parent.
 """
 
 from __future__ import annotations
@@ -17,9 +19,15 @@ import logging
 import multiprocessing
 import queue
 import resource
+import time
+from dataclasses import asdict
 from pathlib import Path
 
+from ingest import ocr
 from ingest.documents import ParsedDocument, UnreadableFile
+from ingest.ocr import OcrOptions
+
+OCR_RENDER_S = 5.0  # rendering a page to an image, on top of DOCCHAT_OCR_PAGE_TIMEOUT_S
 
 MEMORY_LIMIT_BYTES = 2 << 30
 PRELOAD = ["ingest.loaders", "pypdf", "docx", "lxml.html", "charset_normalizer", "csv"]
@@ -32,20 +40,22 @@ def _serve(conn, memory_limit: int) -> None:
     logging.disable(logging.WARNING)
     while True:
         try:
-            kind, path = json.loads(conn.recv_bytes())
+            kind, path, options = json.loads(conn.recv_bytes())
         except EOFError:
             return
-        result = _parse_to_json(kind, Path(path), memory_limit)
+        # Each page OCR starts asks the parent for that page's time (it grants at most max_pages).
+        ocr.before_page = lambda: conn.send_bytes(b'{"ocr_page": true}')
+        result = _parse_to_json(kind, Path(path), options, memory_limit)
         conn.send_bytes(json.dumps(result).encode())
         if result.get("fatal"):
             return  # after a MemoryError the heap may be in any state: the next file gets a fresh worker
 
 
-def _parse_to_json(kind: str, path: Path, memory_limit: int) -> dict:
+def _parse_to_json(kind: str, path: Path, options: dict, memory_limit: int) -> dict:
     from ingest.loaders import parse_file
 
     try:
-        return {"document": parse_file(kind, path).to_json()}
+        return {"document": parse_file(kind, path, options).to_json()}
     except UnreadableFile as exc:
         return {"error": str(exc)}
     except MemoryError:
@@ -74,14 +84,27 @@ class _Worker:
         self.process.start()
         child_end.close()
 
-    def parse(self, kind: str, path: Path, timeout_s: float) -> dict:
-        """The worker's JSON result; stops the worker and raises ``UnreadableFile`` on a timeout or crash."""
+    def parse(self, kind: str, path: Path, timeout_s: float, ocr_options: OcrOptions, chunk_size: int) -> dict:
+        """The worker's JSON result; stops the worker and raises ``UnreadableFile`` on a timeout or crash.
+
+        The file gets ``timeout_s``, plus ``page_timeout_s`` (and rendering time) for each page
+        the worker says it starts to OCR, up to ``max_pages`` pages.
+        """
+        deadline, pages = time.monotonic() + timeout_s, 0
         try:
-            self.conn.send_bytes(json.dumps([kind, str(path)]).encode())
-            if not self.conn.poll(timeout_s):
-                self.stop()
-                raise UnreadableFile(f"parsing took longer than DOCCHAT_PARSE_TIMEOUT_S={timeout_s:g} s; stopped")
-            result = json.loads(self.conn.recv_bytes())
+            options = {"ocr": asdict(ocr_options), "chunk_size": chunk_size}
+            self.conn.send_bytes(json.dumps([kind, str(path), options]).encode())
+            while True:
+                if not self.conn.poll(max(deadline - time.monotonic(), 0)):
+                    self.stop()
+                    extra = f" + {pages} OCR pages x DOCCHAT_OCR_PAGE_TIMEOUT_S" if pages else ""
+                    raise UnreadableFile(f"parsing took longer than DOCCHAT_PARSE_TIMEOUT_S={timeout_s:g} s{extra}; stopped")
+                result = json.loads(self.conn.recv_bytes())
+                if not result.get("ocr_page"):
+                    break
+                if pages < ocr_options.max_pages:
+                    pages += 1
+                    deadline = max(deadline, time.monotonic()) + ocr_options.page_timeout_s + OCR_RENDER_S
         except (EOFError, BrokenPipeError, ConnectionResetError):
             self.process.join(5)
             code = self.process.exitcode
@@ -108,9 +131,12 @@ class Parser:
     Use as a context manager; leaving it stops the workers.
     """
 
-    def __init__(self, timeout_s: float, memory_limit: int = MEMORY_LIMIT_BYTES, workers: int = 2):
+    def __init__(self, timeout_s: float, memory_limit: int = MEMORY_LIMIT_BYTES, workers: int = 2,
+                 ocr: OcrOptions | None = None, chunk_size: int = 1000):
         self.timeout_s = timeout_s
+        self.chunk_size = chunk_size  # code is split on syntax boundaries in the worker
         self.memory_limit = memory_limit
+        self.ocr = ocr or OcrOptions()
         self._idle: queue.SimpleQueue[_Worker | None] = queue.SimpleQueue()
         for _ in range(workers):
             self._idle.put(None)  # a slot: its worker starts on first use
@@ -130,7 +156,7 @@ class Parser:
             if worker is None or not worker.alive:
                 worker = _Worker(self.memory_limit)
                 self._started.append(worker)
-            result = worker.parse(kind, path, self.timeout_s)
+            result = worker.parse(kind, path, self.timeout_s, self.ocr, self.chunk_size)
         finally:
             self._idle.put(worker)
         if "error" in result:
@@ -141,7 +167,8 @@ class Parser:
             raise UnreadableFile("the parser returned a malformed result") from None
 
 
-def parse_in_child(kind: str, path: Path, timeout_s: float, memory_limit: int = MEMORY_LIMIT_BYTES) -> ParsedDocument:
+def parse_in_child(kind: str, path: Path, timeout_s: float, memory_limit: int = MEMORY_LIMIT_BYTES,
+                   ocr: OcrOptions | None = None) -> ParsedDocument:
     """Parse one file in a fresh worker; raises ``UnreadableFile`` with the reason on any failure."""
-    with Parser(timeout_s, memory_limit, workers=1) as parser:
+    with Parser(timeout_s, memory_limit, workers=1, ocr=ocr) as parser:
         return parser.parse(kind, path)

@@ -1,4 +1,9 @@
-"""One parser per file format: bytes in, a ``ParsedDocument`` (title + sections) out.
+"""One parser per file format: a file in, a ``ParsedDocument`` (title + sections) out.
+
+Text formats are parsed here; the others by maintained parsers in their own modules
+(``tables``: csv, xlsx, ods; ``office``: pptx, odt, epub; ``mail``: eml, mbox; ``ocr``: images
+and the scanned pages of PDFs). ``SUPPORTED`` maps each suffix to its parser; the README's
+format table follows it.
 
 Every format is parsed in a worker process under a time and memory limit (see ``isolation``):
 PDF and DOCX parsers can be driven into huge memory or time by a crafted file, and a text
@@ -10,20 +15,24 @@ backstop, not the plan.
 from __future__ import annotations
 
 import codecs
-import csv
-import io
 import re
 import zipfile
 from pathlib import Path
 
+from ingest import ocr, structured, tables
 from ingest.documents import HeadingPath, ParsedDocument, Section, UnreadableFile
 
 TEXT_SUFFIXES = {".md": "markdown", ".markdown": "markdown", ".txt": "text", ".rst": "rst",
-                 ".html": "html", ".htm": "html", ".csv": "csv"}
-ISOLATED_SUFFIXES = {".pdf": "pdf", ".docx": "docx"}
+                 ".html": "html", ".htm": "html", ".xhtml": "html", ".csv": "csv",
+                 ".json": "json", ".yaml": "yaml", ".yml": "yaml",
+                 **{suffix: "code" for suffix in structured.CODE_LANGUAGES}}
+ISOLATED_SUFFIXES = {".pdf": "pdf", ".docx": "docx", ".pptx": "pptx", ".xlsx": "xlsx", ".ods": "ods",
+                     ".odt": "odt", ".epub": "epub", ".eml": "eml", ".mbox": "mbox",
+                     ".png": "image", ".jpg": "image", ".jpeg": "image", ".tif": "image", ".tiff": "image"}
 SUPPORTED = {**TEXT_SUFFIXES, **ISOLATED_SUFFIXES}
 
-# A DOCX is a zip: refuse archives that would inflate far beyond their size (zip bombs).
+# A DOCX (like every Office, OpenDocument and EPUB file) is a zip: refuse archives that would
+# inflate far beyond their size (zip bombs).
 # Real documents' XML compresses 5-20x (images not at all); python-docx needs tens of seconds
 # for ~10 MB of XML, so an archive inflating more than 50x to over 4 MB is refused up front
 # rather than costing a parse timeout on every sync (a 61 KB file inflating to 9.5 MB is 155x).
@@ -44,15 +53,18 @@ def format_of(path: Path) -> str | None:
     return SUPPORTED.get(path.suffix.lower())
 
 
-def parse_bytes(kind: str, data: bytes, name: str) -> ParsedDocument:
-    """Parse a text-like format (markdown, text, rst, html, csv) from its bytes."""
+def parse_bytes(kind: str, data: bytes, name: str, chunk_size: int = 1000) -> ParsedDocument:
+    """Parse a text-like format (markdown, text, rst, html, csv, json, yaml, code) from its bytes."""
     if kind == "html":
         if _bom_encoding(data):
             return parse_html(decode_text(data).encode("utf-8"), name)
         refuse_binary(data)
         return parse_html(data, name)
     text = decode_text(data)
-    return {"markdown": parse_markdown, "text": parse_text, "rst": parse_rst, "csv": parse_csv}[kind](text, name)
+    if kind == "code":
+        return structured.parse_code(text, name, chunk_size)
+    return {"markdown": parse_markdown, "text": parse_text, "rst": parse_rst, "csv": tables.parse_csv,
+            "json": structured.parse_json, "yaml": structured.parse_yaml}[kind](text, name)
 
 
 def _bom_encoding(data: bytes) -> str | None:
@@ -99,7 +111,7 @@ def stem_title(name: str) -> str:
     return Path(name).stem.replace("_", " ").replace("-", " ").strip() or name
 
 
-# -- plain text, Markdown, reStructuredText, CSV ------------------------------------------------
+# -- plain text, Markdown, reStructuredText ------------------------------------------------
 def parse_text(text: str, name: str) -> ParsedDocument:
     return ParsedDocument(stem_title(name), [Section(text)])
 
@@ -173,26 +185,6 @@ def parse_rst(text: str, name: str) -> ParsedDocument:
     return ParsedDocument(title or stem_title(name), [s for s in sections if s.text.strip()])
 
 
-def parse_csv(text: str, name: str) -> ParsedDocument:
-    """One line per row, each value labelled with its column header."""
-    # The default 128 KB field limit turned one long cell into a failed file; the file size
-    # limit (DOCCHAT_MAX_FILE_MB) already bounds every field.
-    csv.field_size_limit(max(csv.field_size_limit(), len(text) + 1))
-    try:
-        dialect = csv.Sniffer().sniff(text[:4096], delimiters=",;\t|")
-    except csv.Error:
-        dialect = csv.excel
-    rows = list(csv.reader(io.StringIO(text), dialect))
-    if not rows:
-        return ParsedDocument(stem_title(name), [])
-    header, lines = rows[0], []
-    for row in rows[1:]:
-        pairs = [f"{h.strip() or f'column {i + 1}'}: {v.strip()}" for i, (h, v) in enumerate(zip(header, row)) if v.strip()]
-        if pairs:
-            lines.append("; ".join(pairs))
-    return ParsedDocument(stem_title(name), [Section("\n".join(lines) or ", ".join(header))])
-
-
 # -- HTML -----------------------------------------------------------------------------------
 _DROP_TAGS = ("script", "style", "nav", "header", "footer", "noscript", "template", "svg", "iframe", "form", "head")
 _DROP_CLASSES = ("navheader", "navfooter", "navbar", "sidebar", "breadcrumb", "toc-nav")
@@ -233,6 +225,21 @@ def _clean(text: str) -> str:
     return _SPACES.sub(" ", text).strip()
 
 
+def _own_rows(table):
+    """The rows of this table, not of tables nested in its cells."""
+    for child in table:
+        if child.tag == "tr":
+            yield child
+        elif child.tag in ("thead", "tbody", "tfoot"):
+            yield from (row for row in child if row.tag == "tr")
+
+
+def _is_data_table(table) -> bool:
+    """A table of data (two rows of two cells or more), not a layout table holding a page's blocks."""
+    rows = list(_own_rows(table))
+    return len(rows) >= 2 and all(len(row) >= 2 for row in rows[:2]) and table.find(".//table") is None
+
+
 class _HtmlSections:
     """Walks the tree once, collecting text and starting a new section at each h1-h4."""
 
@@ -245,7 +252,13 @@ class _HtmlSections:
     def walk(self, el, in_pre: bool = False) -> None:
         tag = el.tag if isinstance(el.tag, str) else ""
         level = _HEADINGS.get(tag)
-        if level:
+        if tag == "table" and _is_data_table(el):
+            self._flush()
+            rows = [[_clean(cell.text_content()) for cell in row if cell.tag in ("td", "th")] for row in _own_rows(el)]
+            table = tables.table_section(enumerate(rows, start=1), self.path.current)
+            if table:
+                self.sections.append(table)
+        elif level:
             heading = _clean(el.text_content())
             if heading:
                 self._flush()
@@ -281,8 +294,8 @@ class _HtmlSections:
 
 
 # -- PDF and DOCX (run inside the isolated child) ---------------------------------------------
-def parse_pdf(path: Path) -> ParsedDocument:
-    """One section per page, with its 1-based page number."""
+def parse_pdf(path: Path, options: ocr.OcrOptions | None = None) -> ParsedDocument:
+    """One section per page, with its 1-based page number; pages with no text layer through OCR."""
     from pypdf import PdfReader
     from pypdf.errors import PdfReadError
 
@@ -301,16 +314,20 @@ def parse_pdf(path: Path) -> ParsedDocument:
             raise UnreadableFile("encrypted PDF that cannot be opened") from None
         raise UnreadableFile(f"corrupt PDF ({type(exc).__name__}: {exc})") from None
     title = str(meta_title).strip() if meta_title else stem_title(path.name)
-    return ParsedDocument(title, [p for p in pages if p.text.strip()])
+    notes: list[str] = []
+    scanned = [(p.page, ocr.pdf_page_renderer(path, p.page - 1)) for p in pages if not p.text.strip()]
+    read = {s.page: s for s in ocr.ocr_pages(scanned, options or ocr.OcrOptions(), notes)}
+    pages = [read.get(p.page, p) for p in pages]
+    return ParsedDocument(title, [p for p in pages if p.text.strip()], notes)
 
 
-def check_zip_bomb(path: Path) -> None:
-    """Refuse a DOCX whose declared uncompressed size or ratio is out of all proportion."""
+def check_zip_bomb(path: Path, kind: str = "DOCX") -> None:
+    """Refuse a zip-based file whose declared uncompressed size or ratio is out of all proportion."""
     try:
         with zipfile.ZipFile(path) as archive:
             infos = archive.infolist()
     except (zipfile.BadZipFile, OSError) as exc:
-        raise UnreadableFile(f"corrupt DOCX (not a valid zip archive: {exc})") from None
+        raise UnreadableFile(f"corrupt {kind} (not a valid zip archive: {exc})") from None
     total = sum(i.file_size for i in infos)
     packed = sum(i.compress_size for i in infos) or 1
     if len(infos) > MAX_DOCX_ENTRIES or total > MAX_DOCX_UNCOMPRESSED or \
@@ -345,10 +362,14 @@ def parse_docx(path: Path) -> ParsedDocument:
             elif text:
                 lines.append(text)
         elif child.tag.endswith("}tbl"):
-            for row in Table(child, document).rows:
-                lines.append(" | ".join(cell.text.strip() for cell in row.cells))
+            rows = [[cell.text.strip() for cell in row.cells] for row in Table(child, document).rows]
+            table = tables.table_section(enumerate(rows, start=1), path_.current)
+            if table:
+                sections.append(Section("\n".join(lines), path_.current))
+                sections.append(table)
+                lines = []
     sections.append(Section("\n".join(lines), path_.current))
-    return ParsedDocument(title or stem_title(path.name), [s for s in sections if s.text.strip()])
+    return ParsedDocument(title or stem_title(path.name), [s for s in sections if s.text.strip() or s.rows])
 
 
 def _docx_heading_level(style: str) -> int | None:
@@ -358,8 +379,24 @@ def _docx_heading_level(style: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def parse_file(kind: str, path: Path) -> ParsedDocument:
-    """Parse one file of any supported format (run inside the isolated child)."""
-    if kind in ISOLATED_SUFFIXES.values():
-        return {"pdf": parse_pdf, "docx": parse_docx}[kind](path)
-    return parse_bytes(kind, path.read_bytes(), path.name)
+def parse_file(kind: str, path: Path, options: dict | None = None) -> ParsedDocument:
+    """Parse one file of any supported format (run inside the isolated child).
+
+    ``options``: {"ocr": OcrOptions as a dict, "chunk_size": n} from the settings; {"mail_depth": n}
+    inside mail.
+    """
+    from ingest import mail, office
+
+    options = options or {}
+    ocr_options = ocr.OcrOptions.from_json(options.get("ocr"))
+    parsers = {
+        "pdf": lambda: parse_pdf(path, ocr_options), "docx": lambda: parse_docx(path),
+        "image": lambda: ocr.parse_image(path, ocr_options),
+        "xlsx": lambda: tables.parse_xlsx(path), "ods": lambda: tables.parse_ods(path),
+        "pptx": lambda: office.parse_pptx(path), "odt": lambda: office.parse_odt(path),
+        "epub": lambda: office.parse_epub(path),
+        "eml": lambda: mail.parse_eml(path, options), "mbox": lambda: mail.parse_mbox(path, options),
+    }
+    if kind in parsers:
+        return parsers[kind]()
+    return parse_bytes(kind, path.read_bytes(), path.name, int(options.get("chunk_size", 1000)))

@@ -32,6 +32,7 @@ from ingest import loaders
 from ingest.documents import ParsedDocument, UnreadableFile
 from ingest.embedder import GROUP_SIZE, Embedder
 from ingest.isolation import Parser
+from ingest.ocr import OcrOptions
 from ingest.scan import DiskFile, Scope, scopes_for, walk
 from ingest.splitter import Chunk, make_splitter, split_document
 from vectorstore import writer as index_writer
@@ -246,7 +247,8 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, p
         return prepared.parsed[key]
 
     # Two threads feeding two worker processes: one per core.
-    with Parser(settings.parse_timeout_s, workers=2) as parser, ThreadPoolExecutor(max_workers=2) as pool:
+    with Parser(settings.parse_timeout_s, workers=2, ocr=ocr_options(settings), chunk_size=settings.chunk_size) as parser, \
+            ThreadPoolExecutor(max_workers=2) as pool:
         for n, (change, result) in enumerate(zip(changes, pool.map(parse_one, changes)), start=1):
             report({"stage": "parse", "file": change.disk.source, "done": n, "total": len(changes)})
             if isinstance(result, str):
@@ -254,6 +256,7 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, p
                 (summary.added if change.is_new else summary.updated).remove(change.disk.source)
                 continue
             change.document = result
+            summary.notes += [f"{change.disk.source}: {note}" for note in result.notes]
             change.chunks = split_document(result, root=change.scope.key, source=change.disk.source,
                                            splitter=splitter, embed_headings=settings.embed_headings)
 
@@ -265,8 +268,14 @@ def _parse_file(parser: Parser, change: _Change) -> ParsedDocument | str:
     except UnreadableFile as exc:
         return str(exc)
     if document.is_empty:
-        return "empty: no text found" + (" (a scanned PDF has no text layer)" if change.disk.source.lower().endswith(".pdf") else "")
+        if document.notes:  # e.g. a scanned PDF without Tesseract: "pages 1, 2 need OCR ... install ..."
+            return "no text found: " + "; ".join(document.notes)
+        return "empty: no text found"
     return document
+
+
+def ocr_options(settings: "Settings") -> OcrOptions:
+    return OcrOptions(settings.ocr_languages, settings.ocr_max_pages, settings.ocr_page_timeout_s, settings.ocr)
 
 
 # -- embed ------------------------------------------------------------------------------------

@@ -99,7 +99,7 @@ def write_every_format(folder: Path) -> Path:
     make_pdf(folder / "log.pdf", ["The lighthouse keeper lit the lamp at sunset on the first page. " * 3,
                                   "On the second page the fog horn sounded twice before midnight. " * 3])
     make_docx(folder / "bakery.docx")
-    (folder / "photo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 64)
+    (folder / "clip.mp3").write_bytes(b"ID3" + b"\x00" * 64)
     (folder / ".hidden.md").write_text("# hidden\n\nnot ingested at all, hidden files are ignored entirely.")
     return folder
 
@@ -126,7 +126,7 @@ def test_every_supported_format_is_ingested_and_others_are_skipped(every_format)
     _, folder, summary, store = every_format
     assert sorted(summary.added) == ["bakery.docx", "boats.csv", "guide.html", "kiln.rst", "legacy.txt",
                                      "log.pdf", "notes/garden.md"]
-    assert summary.skipped == [("photo.png", "unsupported file type .png")]
+    assert summary.skipped == [("clip.mp3", "unsupported file type .mp3")]
     assert summary.failed == []
     assert {d.source for d in store.documents()} == set(summary.added)
     assert all(d.root == str(folder) for d in store.documents())
@@ -169,7 +169,9 @@ def test_docx_heading_styles_and_tables(every_format):
     hits = _chunks(every_format[3], "bakery.docx")
     sourdough = next(h for h in hits if "rye flour" in h.text)
     assert sourdough.heading == "Bakery Procedures > Sourdough"
-    assert any("Baguette | twenty-two" in h.text for h in hits)
+    table = next(h for h in hits if "Baguette" in h.text)  # a table: header line, then labelled rows
+    assert table.text == "Bread | Oven minutes\nrow 2: Bread: Baguette; Oven minutes: twenty-two"
+    assert table.heading == "Bakery Procedures > Sourdough, row 2"
 
 
 def test_rst_csv_and_legacy_encoding(every_format):

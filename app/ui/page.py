@@ -55,6 +55,7 @@ def main() -> None:
         st.stop()
     st.session_state[SETTINGS] = settings
     quiet_logs(settings)
+    resources.docs_watch(settings)
     pages = [
         st.Page(lambda: chat_page(settings), title="Chat", icon=":material/forum:", url_path="chat", default=True),
         st.Page(Path(__file__).with_name("library_view.py"), title="Library", icon=":material/library_books:",

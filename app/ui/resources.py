@@ -44,6 +44,24 @@ def embedder(settings: Settings):
     return _embedder(embedding_class(settings).key_for(settings), settings)
 
 
+def docs_watch(settings: Settings):
+    """The documents folder kept in sync while the page runs (DOCCHAT_WATCH_DOCS), or None."""
+    if not settings.watch_docs:
+        return None
+    from app.backends import embedding_class
+
+    # Keyed on the folder and the embedding model only: switching the chat model must not start a second watch.
+    key = f"{settings.docs_path}|{embedding_class(settings).key_for(settings)}"
+    return _docs_watch(key, settings, embedder(settings))
+
+
+@st.cache_resource(max_entries=1)
+def _docs_watch(key: str, _settings: Settings, _embedder):
+    from ingest.watch import page_watch
+
+    return page_watch(_settings, _embedder)
+
+
 def chat(settings: Settings):
     """The chat backend, rebuilt when a setting it reads changes."""
     from app.backends import chat_class

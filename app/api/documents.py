@@ -40,9 +40,9 @@ def checked_id(document_id: str) -> str:
 
 def listing(engine) -> list[dict]:
     """Every indexed document (none when there is no index yet)."""
-    from vectorstore.backend import live_version
+    from vectorstore.backend import has_index
 
-    if not live_version(engine.settings):
+    if not has_index(engine.settings):
         return []
     return [{"id": d.source, **asdict(d)} for d in engine.store.documents()]
 

@@ -274,9 +274,13 @@ def test_copy_to_postgres_and_back_gives_the_same_results(settings, database_url
     assert index.status == "ok" and "384 dims, HNSW index present" in index.detail
 
 
-def test_bad_database_url_is_a_clear_error(settings, tmp_path):
+def test_bad_database_url_is_a_clear_error(settings, tmp_path, capsys):
+    from app.cli import main
     from app.config import load_settings
     from app.errors import ConfigError
+
+    assert main(["migrate", "--to", "postgres"]) == 2
+    assert "needs DOCCHAT_DATABASE_URL" in capsys.readouterr().err
 
     with pytest.raises(ConfigError, match="DOCCHAT_DATABASE_URL"):
         load_settings(env_file=None, database_url="mysql://x")

@@ -71,14 +71,14 @@ def real_chunks(settings):
 
 def embedding_rate(settings, texts: list[str], sample: int) -> float:
     """Chunks per second of the packaged embedding model on real chunk texts."""
-    from app.backends import make_embeddings
+    from app.backends import embedding_backend
 
-    embeddings = make_embeddings(settings)
-    embeddings.embed_documents(texts[:8])  # warm-up
+    embedder = embedding_backend(settings)
+    embedder.embed(texts[:8])  # warm-up
     chosen = texts[:: max(1, len(texts) // sample)][:sample]
     start = time.perf_counter()
     for i in range(0, len(chosen), 32):
-        embeddings.embed_documents(chosen[i:i + 32])
+        embedder.embed(chosen[i:i + 32])
     return len(chosen) / (time.perf_counter() - start)
 
 
@@ -210,12 +210,12 @@ def main() -> int:
     print(f"# bench/postgres_store.py  ({time.strftime('%Y-%m-%d %H:%M')} UTC; uptime: "
           f"{os.popen('uptime').read().strip()})")
     texts, metas, vectors = real_chunks(base)
-    from app.backends import make_embeddings
+    from app.backends import embedding_backend
 
-    embeddings = make_embeddings(base)
+    embedder = embedding_backend(base)
     rows = [json.loads(line) for line in QUESTIONS.read_text().splitlines() if line.strip()]
     queries = [r.get("question") or " ".join(t if isinstance(t, str) else str(t) for t in r["turns"]) for r in rows]
-    qvecs = np.asarray(embeddings.embed_documents(queries), dtype=np.float32)
+    qvecs = np.asarray(embedder.embed(queries), dtype=np.float32)
     qvecs /= np.linalg.norm(qvecs, axis=1, keepdims=True)
     if not args.skip_write:
         write_cost(base, pg, len(texts), embedding_rate(base, texts, args.embed_sample))

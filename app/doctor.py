@@ -116,6 +116,8 @@ def embedding_lines(settings) -> list[Line]:
 def index_lines(settings) -> list[Line]:
     from app.errors import StoreError
 
+    if settings.database_dsn:
+        return database_lines(settings)
     try:
         from vectorstore import Store
     except ImportError:  # the store package is optional in a partial install
@@ -134,6 +136,30 @@ def index_lines(settings) -> list[Line]:
     finally:
         store.close()
     return [Line("Index", "ok", detail)]
+
+
+def database_lines(settings) -> list[Line]:
+    """Server mode: the database reachable, pgvector and its version, schema version, rows, model."""
+    from app.errors import StoreError
+    from vectorstore.postgres.status import database_status
+
+    try:
+        status = database_status(settings)
+    except StoreError as exc:
+        return [Line("Database", "fail", exc.message, exc.fix)]
+    lines = [Line("Database", "ok", f"{status['where']}: PostgreSQL {status['server']}, pgvector "
+                  f"{status['pgvector']}, schema version {status['schema']}; {status['chunks']} chunks, "
+                  f"{status['files']} documents, {status['threads']} conversation threads")]
+    if status["model"] is None:
+        lines.append(Line("Index", "warn", "no index yet in the database",
+                          "run `docchat ingest FOLDER` (or `docchat ingest` for the documents folder)"))
+    elif status["model"] != settings.embedding_model_name:
+        lines.append(Line("Index", "fail", f"built with {status['model']!r}, but the settings name "
+                          f"{settings.embedding_model_name!r}", "`docchat ingest --full` re-embeds with the new model"))
+    else:
+        lines.append(Line("Index", "ok", f"{status['model']}, {status['dim']} dims, HNSW index "
+                          f"{'present' if status['hnsw'] else 'MISSING'}"))
+    return lines
 
 
 def data_folder_line(settings) -> Line:

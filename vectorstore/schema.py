@@ -31,17 +31,20 @@ END;
 """
 
 
-def source_filter(sources: list[str] | None, column: str = "source") -> tuple[str, list[str]]:
-    """SQL condition restricting to source paths, or folder prefixes when they end with '/'."""
+def source_filter(sources: list[str] | None, column: str = "source", mark: str = "?") -> tuple[str, list[str]]:
+    """SQL condition restricting to source paths, or folder prefixes when they end with '/'.
+
+    ``mark`` is the driver's placeholder (SQLite ``?``, psycopg ``%s``); the SQL suits both.
+    """
     if not sources:
-        return "1", []
+        return "1 = 1", []
     clauses, params = [], []
     for source in sources:
         if source.endswith("/"):
             escaped = source.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-            clauses.append(f"{column} LIKE ? ESCAPE '\\'")
+            clauses.append(f"{column} LIKE {mark} ESCAPE '\\'")
             params.append(escaped + "%")
         else:
-            clauses.append(f"{column} = ?")
+            clauses.append(f"{column} = {mark}")
             params.append(source)
     return "(" + " OR ".join(clauses) + ")", params

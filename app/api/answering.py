@@ -40,13 +40,13 @@ class Answering:
     def fresh(self):
         """The engine, over the live index: after an ingest wrote a new generation, a new
         engine (sharing the loaded models) opens it; requests under way keep the old one."""
-        from vectorstore import layout
+        from vectorstore.backend import live_version, version_of
 
-        live = layout.current_generation(self.engine.settings.index_path)
-        if live is not None:
+        live = live_version(self.engine.settings)
+        if live:
             with self._reopen:
                 old = self.engine
-                if old.store.path != live:
+                if version_of(old.store) != live:
                     self.engine = type(old)(old.settings, chat=old.chat, embedder=old.embedder)
         return self.engine
 

@@ -40,9 +40,9 @@ def checked_id(document_id: str) -> str:
 
 def listing(engine) -> list[dict]:
     """Every indexed document (none when there is no index yet)."""
-    from vectorstore import layout
+    from vectorstore.backend import has_index
 
-    if layout.current_generation(engine.settings.index_path) is None:
+    if not has_index(engine.settings):
         return []
     return [{"id": d.source, **asdict(d)} for d in engine.store.documents()]
 

@@ -24,6 +24,7 @@ COMMANDS = {
     "serve": ("app.api.cli", "serve an HTTP API: OpenAI-compatible chat, search, documents (loopback)"),
     "mcp": ("app.mcp.cli", "serve the documents to MCP clients (stdio; --http for streamable HTTP)"),
     "eval": ("app.evaluation.cli", "measure retrieval and answers on a question set"),
+    "migrate": ("vectorstore.cli", "copy the index between the local folder and PostgreSQL (no re-embedding)"),
     "doctor": ("app.doctor", "check the configuration, models, backend and index"),
 }
 

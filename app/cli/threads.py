@@ -21,9 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings, args) -> int:
-    from app.engine.threads import ThreadStore
+    from app.engine.threads_pg import open_threads
 
-    store = ThreadStore(settings.threads_db_path)
+    store = open_threads(settings)
     if args.action == "rename":
         thread = store.rename(args.id, args.title)
         print(f"Renamed {thread.id}: {thread.title}")

@@ -37,7 +37,7 @@ from app.engine.prompts import load_prompts
 from app.engine.retrieval import Retrieval, RetrievalQuery, retrieve
 from app.engine.rewrite import message_text as _text
 from app.engine.rewrite import standalone_question
-from app.engine.threads import ThreadStore
+from app.engine.threads_pg import open_threads
 from app.errors import DocchatError
 
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ class Engine:
                  store=None):
         self.settings = settings
         self.prompts = load_prompts(settings.prompts_dir)
-        self.threads = ThreadStore(settings.threads_db_path)
+        self.threads = open_threads(settings)
         self._chat = chat
         self._embedder = embedder
         self._store = store
@@ -114,9 +114,9 @@ class Engine:
     def store(self):
         with self._lock:
             if self._store is None:
-                from vectorstore import Store
+                from vectorstore.backend import open_store
 
-                self._store = Store.open(self.settings)
+                self._store = open_store(self.settings)
             return self._store
 
     def load_models(self) -> None:

@@ -83,9 +83,14 @@ def streamlit_command(settings, args) -> list[str]:
 
 
 def needs_samples(settings) -> bool:
-    """True on a fresh install: no index on disk and nothing in the documents folder."""
+    """True on a fresh install: no index (on disk, or in the database) and nothing in the documents folder."""
     index = settings.index_path
-    has_index = index.is_dir() and any(index.iterdir())
+    if settings.database_dsn:
+        from vectorstore.backend import has_index as database_has_index
+
+        has_index = database_has_index(settings)
+    else:
+        has_index = index.is_dir() and any(index.iterdir())
     docs = settings.docs_path
     has_docs = docs.is_dir() and any(docs.iterdir())
     return not has_index and not has_docs

@@ -31,10 +31,9 @@ def settings_key(settings: Settings) -> str:
 
 def index_generation(settings: Settings) -> str:
     """The live index generation's name, or "" when there is no index yet (cheap: one small file)."""
-    from vectorstore import layout
+    from vectorstore.backend import live_version
 
-    current = layout.current_generation(settings.index_path)
-    return current.name if current else ""
+    return live_version(settings)
 
 
 def embedder(settings: Settings):
@@ -85,7 +84,7 @@ def _advice(key: str, _settings: Settings):
 
 def threads(settings: Settings):
     """The conversation threads, available even before there is an index."""
-    return _threads(str(settings.threads_db_path))
+    return _threads(settings.database_dsn or str(settings.threads_db_path), settings)
 
 
 def store(settings: Settings):
@@ -117,17 +116,17 @@ def _chat(key: str, _settings: Settings):
 
 
 @st.cache_resource(max_entries=4)
-def _threads(path: str):
-    from app.engine.threads import ThreadStore
+def _threads(where: str, _settings: Settings):
+    from app.engine.threads_pg import open_threads
 
-    return ThreadStore(path)
+    return open_threads(_settings)
 
 
 @st.cache_resource(show_spinner="Opening the index…", max_entries=2)
 def _store(key: str, generation: str, _settings: Settings):
-    from vectorstore import Store
+    from vectorstore.backend import open_store
 
-    return Store.open(_settings)
+    return open_store(_settings)
 
 
 @st.cache_resource(show_spinner="Starting the chat engine…", max_entries=2)

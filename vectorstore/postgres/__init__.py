@@ -1,0 +1,1 @@
+"""The index in PostgreSQL + pgvector (server mode, ``DOCCHAT_DATABASE_URL``)."""

@@ -1,0 +1,70 @@
+"""The PostgreSQL schema, as numbered migrations applied in order, each once.
+
+``docchat_schema`` records the applied version. Migrations run in one transaction under an
+advisory lock, so two replicas starting together apply each exactly once. The embedding
+column gets its dimension (and its HNSW index) when the first vectors are written, since
+HNSW needs a fixed dimension and the model is not known before (``stamp_model``).
+"""
+
+from __future__ import annotations
+
+MIGRATION_LOCK = 0x646F6363_0001  # pg_advisory_xact_lock keys: one per purpose ("docc" + n)
+INDEX_LOCK = 0x646F6363_0002  # shared by per-file syncs, exclusive for a full rebuild and the stamp
+MIN_PGVECTOR = (0, 8, 0)  # iterative index scans (filtered HNSW search that fills the top-k)
+
+MIGRATIONS: list[tuple[int, str]] = [
+    (1, """
+CREATE TABLE docchat_meta (key text PRIMARY KEY, value text NOT NULL);
+CREATE TABLE docchat_files (
+    root text NOT NULL, source text NOT NULL, size bigint NOT NULL, mtime_ns bigint NOT NULL,
+    sha256 text NOT NULL, title text NOT NULL, ingested_at text NOT NULL,
+    PRIMARY KEY (root, source)
+);
+CREATE TABLE docchat_chunks (
+    id bigserial PRIMARY KEY,
+    root text NOT NULL, source text NOT NULL, position integer NOT NULL,
+    text text NOT NULL, content_hash text NOT NULL, metadata jsonb NOT NULL,
+    embedding vector NOT NULL,
+    tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
+);
+CREATE INDEX docchat_chunks_by_file ON docchat_chunks (root, source, position);
+CREATE INDEX docchat_chunks_by_source ON docchat_chunks (source text_pattern_ops);
+CREATE INDEX docchat_chunks_fts ON docchat_chunks USING gin (tsv);
+CREATE SEQUENCE docchat_changes;
+"""),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(conn) -> int:
+    """Bring the database to ``SCHEMA_VERSION``; returns the version found before."""
+    with conn.transaction():
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [MIGRATION_LOCK])
+        conn.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        conn.execute("CREATE TABLE IF NOT EXISTS docchat_schema (version integer NOT NULL)")
+        row = conn.execute("SELECT max(version) FROM docchat_schema").fetchone()
+        found = row[0] or 0
+        for version, sql in MIGRATIONS:
+            if version > found:
+                conn.execute(sql)
+                conn.execute("INSERT INTO docchat_schema (version) VALUES (%s)", [version])
+    return found
+
+
+def stamp_sql(dim: int) -> list[str]:
+    """Give the embedding column its dimension and build the HNSW index (inner product on
+    normalised vectors = cosine)."""
+    return [
+        f"ALTER TABLE docchat_chunks ALTER COLUMN embedding TYPE vector({int(dim)})",
+        "CREATE INDEX IF NOT EXISTS docchat_chunks_hnsw ON docchat_chunks USING hnsw (embedding vector_ip_ops)",
+    ]
+
+
+def unstamp_sql() -> list[str]:
+    """Before a full rebuild with another model: no dimension, no HNSW index."""
+    return [
+        "DROP INDEX IF EXISTS docchat_chunks_hnsw",
+        "ALTER TABLE docchat_chunks ALTER COLUMN embedding TYPE vector",
+        "DELETE FROM docchat_meta WHERE key IN ('model', 'dim')",
+    ]
+

@@ -1,0 +1,165 @@
+"""Reading the index from PostgreSQL: pgvector HNSW for dense search, full-text search
+(tsvector + GIN, ``ts_rank_cd``) for keywords, the catalog and a document's chunks.
+
+Queries read the live rows, so a reader never goes stale: each file's sync commits as one
+transaction, and a query sees every file either before or after it.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from app.errors import StoreError
+from vectorstore.postgres.connection import Pool, connect, where
+from vectorstore.records import DocumentInfo, Hit
+from vectorstore.schema import source_filter
+from vectorstore.store import model_mismatch
+
+if TYPE_CHECKING:
+    from app.config import Settings
+
+_WORD = re.compile(r"\w+", re.UNICODE)
+
+
+def read_stamp(conn) -> tuple[str | None, int | None]:
+    """The embedding model and dimension the index was built with (None, None when empty)."""
+    meta = dict(conn.execute("SELECT key, value FROM docchat_meta WHERE key IN ('model', 'dim')").fetchall())
+    return meta.get("model"), int(meta["dim"]) if "dim" in meta else None
+
+
+def as_array(value) -> np.ndarray:
+    """A vector as pgvector returns it (a ``Vector`` in binary results, an array in text ones)."""
+    return np.asarray(value.to_numpy() if hasattr(value, "to_numpy") else value, dtype=np.float32)
+
+
+def has_index(settings: "Settings") -> bool:
+    """Whether an embedding model was ever stamped (any vectors written)."""
+    with connect(settings, autocommit=True) as conn:
+        return read_stamp(conn)[0] is not None
+
+
+class PostgresStore:
+    """The index in PostgreSQL, read through a small pool of connections."""
+
+    path = None  # no generation folder: see vectorstore.backend.version_of
+
+    def __init__(self, settings: "Settings", pool: Pool, model_name: str, dim: int):
+        self.settings = settings
+        self._pool = pool
+        self.model_name = model_name
+        self.dim = dim
+
+    @classmethod
+    def open(cls, settings: "Settings", *, check_model: bool = True) -> "PostgresStore":
+        pool = Pool(settings)
+        with pool.connection() as conn:
+            model, dim = read_stamp(conn)
+        if model is None:
+            pool.close()
+            raise StoreError(f"No index yet in the database {where(settings.database_dsn)}.",
+                             fix="Add documents to a folder and run `docchat ingest FOLDER` "
+                             f"(or put them in {settings.docs_path} and run `docchat ingest`).")
+        if check_model and model != settings.embedding_model_name:
+            pool.close()
+            raise model_mismatch(model, dim, settings.embedding_model_name)
+        return cls(settings, pool, model, dim)
+
+    def __len__(self) -> int:
+        with self._pool.connection() as conn:
+            return int(conn.execute("SELECT count(*) FROM docchat_chunks").fetchone()[0])
+
+    def close(self) -> None:
+        self._pool.close()
+
+    # -- search -----------------------------------------------------------------------------
+    def search(self, query_vector, k: int, *, sources: list[str] | None = None, fetch_k: int | None = None) -> list[Hit]:
+        """The k chunks most similar (cosine) to the query vector, best first.
+
+        HNSW with iterative scans: with a source filter, the index keeps scanning until
+        enough matching rows are found, so a narrow filter still fills the top-k.
+        """
+        if k <= 0:
+            return []
+        query = np.asarray(query_vector, dtype=np.float32).reshape(-1)
+        if query.shape[0] != self.dim:
+            raise StoreError(
+                f"A {query.shape[0]}-dimension query vector cannot search this {self.dim}-dimension index.",
+                fix="Use the embedding model the index was built with, or `docchat ingest --full`.",
+            )
+        query = query / max(float(np.linalg.norm(query)), 1e-12)
+        n = max(k, fetch_k or 0)
+        where_sql, params = source_filter(sources, mark="%s")
+        # Relaxed order finds more of the true neighbours; the outer ORDER BY restores exact order.
+        sql = ("WITH nearest AS MATERIALIZED (SELECT id, text, metadata, embedding <#> %s AS distance "
+               f"FROM docchat_chunks WHERE {where_sql} ORDER BY distance LIMIT %s) "
+               "SELECT id, text, metadata, -distance FROM nearest ORDER BY distance")
+        with self._pool.connection() as conn:
+            if n > self.settings.hnsw_ef_search:  # the candidate list must hold the whole top-n
+                with conn.transaction():
+                    conn.execute(f"SET LOCAL hnsw.ef_search = {min(int(n), 1000)}")
+                    rows = conn.execute(sql, [query, *params, n]).fetchall()
+            else:
+                rows = conn.execute(sql, [query, *params, n]).fetchall()
+        return [Hit(int(i), text, float(score), metadata) for i, text, metadata, score in rows[:k]]
+
+    def keyword_search(self, query: str, k: int, *, sources: list[str] | None = None) -> list[Hit]:
+        """The k chunks that best match any of the query's words (full-text, ``ts_rank_cd``)."""
+        words = list(dict.fromkeys(_WORD.findall(query.lower())))
+        if not words or k <= 0:
+            return []
+        where_sql, params = source_filter(sources, "c.source", mark="%s")
+        # websearch_to_tsquery never fails on user text; "or" between the words, English stemming
+        # and stop words (like the local store's porter tokenizer and stop list).
+        sql = ("SELECT c.id, c.text, c.metadata, ts_rank_cd(c.tsv, q) AS rank "
+               "FROM docchat_chunks c, websearch_to_tsquery('english', %s) q "
+               f"WHERE c.tsv @@ q AND {where_sql} ORDER BY rank DESC, c.id LIMIT %s")
+        with self._pool.connection() as conn:
+            rows = conn.execute(sql, [" or ".join(words), *params, k]).fetchall()
+        return [Hit(int(i), text, float(rank), metadata) for i, text, metadata, rank in rows]
+
+    def has_term(self, word: str, *, sources: list[str] | None = None) -> bool:
+        """Whether any chunk (of ``sources``, if given) contains ``word``; a stop word counts as present."""
+        words = _WORD.findall(word.lower())
+        if not words:
+            return False
+        where_sql, params = source_filter(sources, "c.source", mark="%s")
+        with self._pool.connection() as conn:
+            query = conn.execute("SELECT plainto_tsquery('english', %s)", [" ".join(words)]).fetchone()[0]
+            if not query:  # only stop words: nothing to look up, and every text has them
+                return True
+            row = conn.execute(f"SELECT 1 FROM docchat_chunks c WHERE c.tsv @@ %s::tsquery AND {where_sql} LIMIT 1",
+                               [query, *params]).fetchone()
+        return row is not None
+
+    def vectors(self, chunk_ids) -> np.ndarray:
+        """The stored (normalised) vectors of these chunks, one row each, in the order asked."""
+        ids = [int(i) for i in chunk_ids]
+        if not ids:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        with self._pool.connection() as conn:
+            rows = dict(conn.execute("SELECT id, embedding FROM docchat_chunks WHERE id = ANY(%s)", [ids]).fetchall())
+        missing = [i for i in ids if i not in rows]
+        if missing:
+            raise StoreError(f"Chunks {missing[:5]} are no longer in the index (a sync removed them meanwhile).",
+                             fix="Ask again: the next search sees the current documents.")
+        return np.stack([as_array(rows[i]) for i in ids])
+
+    # -- catalog ----------------------------------------------------------------------------
+    def documents(self) -> list[DocumentInfo]:
+        """Every ingested file with its chunk count, by folder then path (byte order, as locally)."""
+        sql = ("SELECT f.source, f.root, f.title, "
+               "(SELECT count(*) FROM docchat_chunks c WHERE c.root = f.root AND c.source = f.source), "
+               'f.size, f.ingested_at FROM docchat_files f ORDER BY f.root COLLATE "C", f.source COLLATE "C"')
+        with self._pool.connection() as conn:
+            return [DocumentInfo(s, r, t, int(n), int(size), at) for s, r, t, n, size, at in conn.execute(sql)]
+
+    def chunks_of(self, source: str, root: str | None = None) -> list[Hit]:
+        """A file's chunks in file order (score 0)."""
+        sql = "SELECT id, text, metadata FROM docchat_chunks WHERE source = %s" + (" AND root = %s" if root else "")
+        sql += ' ORDER BY root COLLATE "C", position'
+        with self._pool.connection() as conn:
+            rows = conn.execute(sql, [source, root] if root else [source]).fetchall()
+        return [Hit(int(i), text, 0.0, metadata) for i, text, metadata in rows]

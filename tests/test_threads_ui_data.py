@@ -1,6 +1,7 @@
 """What the chat page keeps with a thread: the document restriction, stopped answers,
 feedback with a note, search, truncation (regenerate, edit and resend), export and undo of
-a delete; and that a database from before these existed opens and keeps its threads."""
+a delete, in both conversation stores; and that a database from before these existed opens
+and keeps its threads."""
 
 from __future__ import annotations
 
@@ -25,9 +26,15 @@ INSERT INTO messages (thread_id, role, content, answer_json, created) VALUES
 """
 
 
-@pytest.fixture
-def store(settings):
-    return ThreadStore(settings.threads_db_path)
+@pytest.fixture(params=["sqlite", "postgres"])
+def store(request, settings):
+    """The conversation store the app opens: the SQLite file, or PostgreSQL (server mode)."""
+    from app.config import with_overrides
+    from app.engine.threads_pg import open_threads
+
+    if request.param == "postgres":
+        settings = with_overrides(settings, database_url=request.getfixturevalue("database_url"))
+    return open_threads(settings)
 
 
 def test_an_older_database_is_upgraded_in_place(settings):

@@ -12,7 +12,7 @@ import re
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
-from app.engine.threads import SCHEMA, ThreadStore
+from app.engine.threads import ADDED_COLUMNS, SCHEMA, ThreadStore
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -23,6 +23,7 @@ _DDL = [
 ]
 # SQLite's implicit row order key; creation time is the same order for these tables.
 _ROWID = re.compile(r"\browid\b", re.I)
+_LIKE = re.compile(r"\bLIKE\b")
 
 
 def open_threads(settings: "Settings") -> ThreadStore:
@@ -33,8 +34,9 @@ def open_threads(settings: "Settings") -> ThreadStore:
 
 
 def translate(sql: str) -> str:
-    """A SQLite statement of ``ThreadStore`` as PostgreSQL (placeholders, row order)."""
-    return _ROWID.sub("created", sql.replace("%", "%%").replace("?", "%s"))
+    """A SQLite statement of ``ThreadStore`` as PostgreSQL (placeholders, row order, and LIKE,
+    which SQLite matches without case for ASCII)."""
+    return _LIKE.sub("ILIKE", _ROWID.sub("created", sql.replace("%", "%%").replace("?", "%s")))
 
 
 class _Connection:
@@ -71,6 +73,8 @@ class PostgresThreadStore(ThreadStore):
         self._pool = Pool(settings, size=4)
         with self._connect() as db:
             db.executescript(SCHEMA)
+            for table, column, definition in ADDED_COLUMNS:  # as the SQLite store adds them
+                db.execute(f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column} {definition}")
 
     @contextmanager
     def _connect(self):

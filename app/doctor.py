@@ -15,8 +15,8 @@ import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PACKAGES = ("docchat", "torch", "transformers", "sentence-transformers", "langchain", "langchain-core",
-            "faiss-cpu", "streamlit")
+PACKAGES = ("docchat", "torch", "transformers", "sentence-transformers", "onnxruntime", "langchain",
+            "langchain-core", "faiss-cpu", "streamlit")
 MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "info": "    "}
 
 
@@ -44,7 +44,8 @@ def run(settings, args) -> int:
     ]
     ok = not any(line.status == "fail" for line in lines)
     if args.json:
-        print(json.dumps({"ok": ok, "versions": versions(), "checks": [asdict(x) for x in lines]}, indent=2))
+        print(json.dumps({"ok": ok, "versions": versions(), "embedding": embedding_info(settings),
+                          "checks": [asdict(x) for x in lines]}, indent=2))
     else:
         print(render(lines, ok))
     return 0 if ok else 1
@@ -109,16 +110,28 @@ def llm_lines(settings) -> list[Line]:
 
 def embedding_lines(settings) -> list[Line]:
     """Load the embedding model and embed one sentence: its dimension is what the index stores."""
-    from app.backends import backend_module, make_embeddings
+    from app.backends import backend_module
+    from app.errors import BackendError
+    from ingest.embedder import Embedder
 
-    name = f"{settings.embedding_backend} · {settings.embedding_model_name}"
+    embedder = Embedder(settings)
+    name = f"{settings.embedding_backend} · {settings.embedding_model_name} · {embedder.describe()}"
     try:
-        dim = len(make_embeddings(settings).embed_query("Is docchat configured correctly?"))
+        dim = embedder.embed(["Is docchat configured correctly?"]).shape[1]
+    except BackendError as exc:
+        return [Line("Embeddings", "fail", f"{name}: {exc.message}", exc.fix)]
     except Exception as exc:
         module = backend_module(settings.embedding_backend)
         error = module.explain_error(settings, exc, model=settings.embedding_model_name)
         return [Line("Embeddings", "fail", f"{name}: {error.message}", error.fix)]
     return [Line("Embeddings", "ok", f"{name} · {dim} dimensions")]
+
+
+def embedding_info(settings) -> dict[str, str]:
+    """What computes the vectors, for --json: runtime (onnx, torch or a server) and precision."""
+    precision = settings.embedding_precision if settings.embedding_runtime_name == "onnx" else "fp32"
+    return {"backend": settings.embedding_backend, "model": settings.embedding_model_name,
+            "runtime": settings.embedding_runtime_name, "precision": precision, "stamp": settings.embedding_stamp}
 
 
 def index_lines(settings) -> list[Line]:
@@ -138,7 +151,7 @@ def index_lines(settings) -> list[Line]:
     try:
         documents = store.documents()
         detail = (f"{settings.index_path}: {len(store)} chunks from {len(documents)} documents "
-                  f"(generation {store.generation}, {store.model_name}, {store.dim} dims)")
+                  f"(generation {store.generation}, {store.model_name} {store.embedding}, {store.dim} dims)")
     finally:
         store.close()
     return [Line("Index", "ok", detail)]

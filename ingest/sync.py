@@ -117,7 +117,8 @@ def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = 
     report = progress or (lambda event: None)
     notes: list[str] = []
     scopes = scopes_for(paths or [_default_folder(settings, notes)], include, exclude)
-    prepared, embed = _Prepared(), Embedder(settings, embeddings)
+    # An Embedder is used as it is; LangChain embeddings (a server's, a test's) are wrapped.
+    prepared, embed = _Prepared(), embeddings if isinstance(embeddings, Embedder) else Embedder(settings, embeddings)
     with IndexWriter(settings, full=full, read_only=True) as snapshot:  # no lock
         summary = _pass(snapshot, scopes, settings, prepared, embed, report, apply=False, prepare=not dry_run)
     if not dry_run:

@@ -62,13 +62,27 @@ def check_consistent(index, db: sqlite3.Connection, gen_dir: Path) -> None:
         raise layout.damaged(gen_dir, f"is inconsistent ({problem})")
 
 
-def model_mismatch(recorded: str, dim: int, wanted: str) -> StoreError:
+def model_mismatch(recorded: str, dim: int, wanted: str, recorded_stamp: str | None = None,
+                   wanted_stamp: str | None = None) -> StoreError:
+    """Vectors of another model, or of the same model run another way (``onnx-int8`` vs ``torch-fp32``)."""
+    if recorded == wanted and recorded_stamp != wanted_stamp:
+        return StoreError(
+            f"The index was embedded by {recorded!r} as {recorded_stamp}, but the settings embed queries as "
+            f"{wanted_stamp}: vectors of different runtimes or precisions are not compared.",
+            fix="Re-embed your documents: `docchat ingest --full` (or set DOCCHAT_EMBEDDING_RUNTIME and "
+            "DOCCHAT_EMBEDDING_PRECISION to match the index: torch-fp32 means RUNTIME=torch).",
+        )
     return StoreError(
         f"The index was built with the embedding model {recorded!r} ({dim} dimensions), but the "
         f"settings name {wanted!r}: its vectors cannot be compared.",
         fix="Re-embed your documents with the new model: `docchat ingest --full` (or set "
         f"DOCCHAT_EMBEDDING_MODEL back to {recorded!r}).",
     )
+
+
+def embedding_stamp(manifest: dict) -> str:
+    """How the index's vectors were computed; an index older than the stamp was torch fp32."""
+    return str(manifest.get("embedding", "torch-fp32"))
 
 
 class Store:
@@ -81,6 +95,7 @@ class Store:
         self.model_name: str = manifest["model"]
         self.dim: int = int(manifest["dim"])
         self.generation: int = int(manifest["generation"])
+        self.embedding: str = embedding_stamp(manifest)  # e.g. "onnx-int8"
         self.manifest = manifest
 
     @classmethod
@@ -98,9 +113,11 @@ class Store:
                 fix="Add documents to a folder and run `docchat ingest FOLDER` "
                 f"(or put them in {settings.docs_path} and run `docchat ingest`).",
             )
-        if check_model and store.model_name != settings.embedding_model_name:
+        if check_model and (store.model_name, store.embedding) != (settings.embedding_model_name,
+                                                                   settings.embedding_stamp):
             store.close()
-            raise model_mismatch(store.model_name, store.dim, settings.embedding_model_name)
+            raise model_mismatch(store.model_name, store.dim, settings.embedding_model_name, store.embedding,
+                                 settings.embedding_stamp)
         return store
 
     @classmethod

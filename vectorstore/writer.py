@@ -26,7 +26,7 @@ from app.errors import StoreError
 from vectorstore import layout
 from vectorstore.records import FileRecord, NewChunk
 from vectorstore.schema import SCHEMA
-from vectorstore.store import Store, connect_readonly, model_mismatch
+from vectorstore.store import Store, connect_readonly, embedding_stamp, model_mismatch
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -130,9 +130,12 @@ class IndexWriter:
         return self._base_manifest.get("model")
 
     def check_model(self, wanted: str) -> None:
-        """Refuse to mix vectors of two models in one index."""
-        if self.model_name is not None and self.model_name != wanted:
-            raise model_mismatch(self.model_name, int(self._base_manifest["dim"]), wanted)
+        """Refuse to mix vectors of two models (or two runtimes/precisions of one) in one index."""
+        if self.model_name is None:
+            return
+        recorded, stamp = embedding_stamp(self._base_manifest), self.settings.embedding_stamp
+        if self.model_name != wanted or recorded != stamp:
+            raise model_mismatch(self.model_name, int(self._base_manifest["dim"]), wanted, recorded, stamp)
 
     @property
     def db(self) -> sqlite3.Connection | None:
@@ -276,7 +279,8 @@ class IndexWriter:
         self._db = None
         self._write_vectors()
         checkpoint("vectors-written")
-        body = {"model": model_name, "dim": dim, "generation": generation, "created": now_iso()}
+        body = {"model": model_name, "embedding": self.settings.embedding_stamp, "dim": dim, "generation": generation,
+                "created": now_iso()}
         layout.write_manifest(self._work, body, layout.index_key(self.settings.data_path))
         for name in layout.DATA_FILES:
             layout.fsync_path(self._work / name)

@@ -64,7 +64,7 @@ class Settings(BaseSettings):
     embedding_backend: Backend = "huggingface"
     embedding_model: str = ""
     embedding_runtime: Literal["auto", "onnx", "torch"] = "auto"  # huggingface only; auto: onnx if installed
-    embedding_precision: Literal["int8", "fp32"] = "int8"  # of the onnx runtime (torch is always fp32)
+    embedding_precision: Literal["int8", "fp32"] = "fp32"  # of the onnx runtime; torch is always fp32
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     max_new_tokens: int = Field(256, ge=1, le=32768)

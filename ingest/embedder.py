@@ -3,7 +3,7 @@
 Three runtimes, chosen by ``settings.embedding_runtime_name``:
 
 - ``onnx``: a local sentence-transformers model exported once to ONNX (``ingest.onnx_encoder``)
-  and run by ONNX Runtime, int8 or fp32 (``DOCCHAT_EMBEDDING_PRECISION``). The default for
+  and run by ONNX Runtime, fp32 or int8 (``DOCCHAT_EMBEDDING_PRECISION``). The default for
   the ``huggingface`` backend when onnxruntime is installed: no torch at query time.
 - ``torch``: the same model through sentence-transformers (``DOCCHAT_EMBEDDING_RUNTIME=torch``).
 - a server (``ollama``, ``openai``): LangChain's embeddings for that backend.

@@ -57,26 +57,27 @@ def test_the_export_is_made_once_and_reused(runtimes, model_cache_dir):
     assert folders[0].stat().st_mtime_ns == before and not list(model_cache_dir.glob(".*-onnx-*"))
 
 
-def test_an_index_embedded_as_int8_refuses_torch_queries_until_rebuilt(settings, tmp_path, runtimes):
+def test_an_index_embedded_as_int8_refuses_other_queries_until_rebuilt(settings, tmp_path, runtimes):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "heron.md").write_text("# Mascot\n\nThe docchat mascot is a purple heron named Ada.\n")
-    settings = with_overrides(settings, model_cache_dir=runtimes["int8"].settings.model_cache_dir)
-    sync(settings, [docs], embeddings=None)  # the default runtime: onnx int8
-    store = Store.open(settings)
+    cache = runtimes["int8"].settings.model_cache_dir
+    as_int8 = with_overrides(settings, model_cache_dir=cache, embedding_precision="int8")
+    sync(as_int8, [docs])  # no embeddings given: the settings' runtime embeds
+    store = Store.open(as_int8)
     assert store.embedding == "onnx-int8"
     hit = store.search(runtimes["int8"].embed(["what animal is the mascot?"])[0], k=1)[0]
     assert hit.source == "heron.md" and hit.score > 0.4
     store.close()
 
-    as_torch = with_overrides(settings, embedding_runtime="torch")
-    with pytest.raises(StoreError, match="onnx-int8.*torch-fp32") as error:
-        Store.open(as_torch)
+    default = with_overrides(settings, model_cache_dir=cache)  # onnx fp32
+    with pytest.raises(StoreError, match="onnx-int8.*onnx-fp32") as error:
+        Store.open(default)
     assert "docchat ingest --full" in error.value.fix
     with pytest.raises(StoreError, match="onnx-int8"):
-        sync(as_torch, [docs], embeddings=None)  # an incremental sync would mix them: refused too
-    sync(as_torch, [docs], full=True)
-    assert Store.open(as_torch).embedding == "torch-fp32"
+        sync(default, [docs])  # an incremental sync would mix them: refused too
+    sync(default, [docs], full=True)
+    assert Store.open(default).embedding == "onnx-fp32"
 
 
 def test_doctor_names_the_runtime_and_precision(capsys, isolated_env, model_cache_dir, monkeypatch):

@@ -116,3 +116,16 @@ def test_a_big_segment_is_searched_approximately_with_deletes_honoured(settings,
         assert all(h.source != "f0.md" for h in hits)
         recall.append(len(found & set(truth.tolist())) / 10)
     assert np.mean(recall) >= 0.9
+
+
+def test_deleting_every_file_leaves_an_empty_index_that_still_answers(settings):
+    commit(settings, **{"a.md": unit(4), "b.md": unit(4)})
+    with IndexWriter(settings) as writer:
+        writer.delete_file("root", "a.md")
+        writer.delete_file("root", "b.md")
+        writer.commit("test-model")
+    store = Store.open(settings, check_model=False)
+    assert len(store) == 0 and store.documents() == [] and store.search(unit(1)[0], 3) == []
+    assert store.keyword_search("plain", 3) == [] and not list(layout.current_generation(settings.index_path).glob("seg-*"))
+    commit(settings, **{"c.md": unit(2)})
+    assert [d.source for d in Store.open(settings, check_model=False).documents()] == ["c.md"]

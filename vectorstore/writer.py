@@ -356,13 +356,15 @@ class IndexWriter:
         merged = self._merge(names, dim, new_ids)
         if merged:
             checkpoint("merged")
-            names = [n for n in names if n not in merged[1]] + [merged[0]]
-            written = (written - merged[1]) | {merged[0]}
+            target, chosen = merged
+            names = [n for n in names if n not in chosen] + ([target] if target else [])
+            written = (written - chosen) | ({target} if target else set())
         return names, written
 
-    def _merge(self, names: list[str], dim: int, new_ids: np.ndarray) -> tuple[str, set[str]] | None:
+    def _merge(self, names: list[str], dim: int, new_ids: np.ndarray) -> tuple[str | None, set[str]] | None:
         """Merge segments when there are more than ``MAX_SEGMENTS`` (the smallest, down to half
-        that many) or when more than half of one is deleted; only live rows are kept."""
+        that many) or when more than half of one is deleted; only live rows are kept. Returns
+        the merged segment's name (None when no row was left) and the segments it replaces."""
         ids = {part.name: part.ids for part in (self._live._segments if self._live is not None else [])}
         ids[self._segment] = new_ids
         deleted = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM deleted")), np.int64)
@@ -393,12 +395,17 @@ class IndexWriter:
             vectors[fresh] = np.array([self._new_vectors[i] for i in kept[fresh]], dtype=np.float32)
         if (~fresh).any():
             vectors[~fresh] = self._live.vectors(kept[~fresh])
-        segments.write_segment(self._work, target, rows, kept, vectors, dim)
+        if len(kept):
+            segments.write_segment(self._work, target, rows, kept, vectors, dim)
+        else:
+            rows.close()
+            (self._work / segments.rows_file(target)).unlink()
+            target = None
         for name in chosen:
             for file in segments.files_of(name):
                 (self._work / file).unlink()
-        remaining = [ids[n] for n in names if n not in chosen] + [kept]
-        gone = deleted[~np.isin(deleted, np.concatenate(remaining))] if len(deleted) else deleted
+        remaining = np.concatenate([ids[n] for n in names if n not in chosen] + [kept])
+        gone = deleted[~np.isin(deleted, remaining)]
         self._db.executemany("DELETE FROM deleted WHERE id = ?", [(int(i),) for i in gone])
         return target, chosen
 

@@ -151,7 +151,7 @@ class Settings(BaseSettings):
 
     @property
     def quote_first(self) -> bool:
-        """Whether answers open with the best supporting sentence, quoted (DOCCHAT_ANSWER_STYLE)."""
+        """Whether answers open with the best supporting sentences, quoted (DOCCHAT_ANSWER_STYLE)."""
         return self.answer_style == "quote_first" or (self.answer_style == "auto" and self.uses_embedded_model)
 
     @property

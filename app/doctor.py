@@ -20,7 +20,7 @@ PACKAGES = ("docchat", "torch", "transformers", "sentence-transformers", "onnxru
 MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "info": "    "}
 
 
-@dataclass
+@dataclass(frozen=True)
 class Line:
     """One line of the report. status: ok | warn | fail | info."""
 
@@ -35,13 +35,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(settings, args) -> int:
-    lines = [
+    lines = list(dict.fromkeys([  # one server serving both models is one line, not two
         *environment_lines(settings, getattr(args, "env_file", ".env")),
         *llm_lines(settings),
         *embedding_lines(settings),
         *index_lines(settings),
         data_folder_line(settings),
-    ]
+    ]))
     ok = not any(line.status == "fail" for line in lines)
     if args.json:
         print(json.dumps({"ok": ok, "versions": versions(), "embedding": embedding_info(settings),
@@ -97,12 +97,11 @@ def environment_lines(settings, env_file: str | None) -> list[Line]:
 
 
 def llm_lines(settings) -> list[Line]:
-    from app.backends import backend_module
-
+    from app.backends import chat_backend
     from app.backends.advice import model_advice
 
     head = Line("LLM", "info", f"{settings.llm_backend} · {settings.llm_model_name}")
-    checks = backend_module(settings.llm_backend).check(settings)
+    checks = chat_backend(settings).check()
     advice = model_advice(settings)
     answering = Line("Answers by", "warn" if advice.small else "info", advice.answering, advice.advice)
     return [head, *(Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in checks), answering]
@@ -110,21 +109,15 @@ def llm_lines(settings) -> list[Line]:
 
 def embedding_lines(settings) -> list[Line]:
     """Load the embedding model and embed one sentence: its dimension is what the index stores."""
-    from app.backends import backend_module
-    from app.errors import BackendError
-    from ingest.embedder import Embedder
+    from app.backends import embedding_backend
 
-    embedder = Embedder(settings)
-    name = f"{settings.embedding_backend} · {settings.embedding_model_name} · {embedder.describe()}"
-    try:
-        dim = embedder.embed(["Is docchat configured correctly?"]).shape[1]
-    except BackendError as exc:
-        return [Line("Embeddings", "fail", f"{name}: {exc.message}", exc.fix)]
-    except Exception as exc:
-        module = backend_module(settings.embedding_backend)
-        error = module.explain_error(settings, exc, model=settings.embedding_model_name)
-        return [Line("Embeddings", "fail", f"{name}: {error.message}", error.fix)]
-    return [Line("Embeddings", "ok", f"{name} · {dim} dimensions")]
+    lines = [Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in embedding_backend(settings).check()]
+    info = embedding_info(settings)
+    if info["runtime"] in ("onnx", "torch"):
+        how = "onnxruntime, exported once into the model cache" if info["runtime"] == "onnx" else "sentence-transformers"
+        lines.append(Line("Embedding runtime", "info", f"{info['runtime']} {info['precision']} ({how}; "
+                          "DOCCHAT_EMBEDDING_RUNTIME / DOCCHAT_EMBEDDING_PRECISION)"))
+    return lines
 
 
 def embedding_info(settings) -> dict[str, str]:

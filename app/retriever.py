@@ -33,7 +33,7 @@ class DocchatRetriever(BaseRetriever):
     sources: list[str] | None = Field(None, description="only these document paths or folder prefixes")
     score_threshold: float | None = Field(None, ge=-1.0, le=1.0,
                                           description="default DOCCHAT_SCORE_THRESHOLD; -1 keeps every chunk")
-    embeddings: Any = Field(None, description="an Embeddings to reuse; default: the configured model")
+    embeddings: Any = Field(None, description="a LangChain Embeddings to reuse; default: the configured model")
     _engine: Any = PrivateAttr(None)
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun,
@@ -57,5 +57,8 @@ class DocchatRetriever(BaseRetriever):
                 from app.config import load_settings
 
                 self.settings = load_settings()
-            self._engine = Engine(self.settings, embeddings=self.embeddings)
+            from app.backends import embedding_backend
+
+            embedder = embedding_backend(self.settings, model=self.embeddings) if self.embeddings else None
+            self._engine = Engine(self.settings, embedder=embedder)
         return self._engine

@@ -20,7 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.config import load_settings  # noqa: E402
 from app.engine.fusion import add_keyword_hits  # noqa: E402
 from app.engine.relevance import judge  # noqa: E402
-from app.engine.retrieval import RetrievalQuery, embed_query  # noqa: E402
+from app.engine.retrieval import RetrievalQuery  # noqa: E402
 from app.evaluation.dataset import load_items  # noqa: E402
 from app.evaluation.runner import followup_query  # noqa: E402
 
@@ -30,7 +30,7 @@ def features(settings, items, embeddings, store):
     for item in items:
         text = followup_query(item) if len(item.turns) > 1 else item.question
         query = RetrievalQuery.from_settings(text, settings)
-        vector = embed_query(embeddings, text)
+        vector = embeddings.embed_query(text)
         candidates = store.search(vector, query.fetch_k, fetch_k=query.fetch_k)
         candidates = add_keyword_hits(candidates, text, vector, store=store, fetch_k=query.fetch_k)
         rows.append((item, query, candidates, judge(query, candidates, store)))
@@ -42,10 +42,10 @@ def main() -> int:
     parser.add_argument("qa", nargs="+")
     args = parser.parse_args()
     settings = load_settings()
-    from app.backends import make_embeddings
+    from app.backends import embedding_backend
     from vectorstore import Store
 
-    embeddings, store = make_embeddings(settings), Store.open(settings)
+    embeddings, store = embedding_backend(settings), Store.open(settings)
     items = [item for path in args.qa for item in load_items(path)]
     rows = features(settings, items, embeddings, store)
     print(f"{'id':<10}{'ans':>4}{'best':>7}{'cover':>7}  unknown")

@@ -63,14 +63,13 @@ def bench_settings(data: Path, model: str):
     return load_settings(env_file=None, data_dir=data, **extra)
 
 
-def chat_model(model: str):
-    """The scripted stand-in, or None for the configured (packaged) model."""
+def chat_backend(settings, model: str):
+    """The scripted stand-in (tests/scripted.py), or None for the configured (packaged) model."""
     if model != "scripted":
         return None
-    from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-    from langchain_core.messages import AIMessage
+    from tests.scripted import ScriptedBackend, ScriptedChat
 
-    return GenericFakeChatModel(messages=itertools.repeat(AIMessage(SCRIPTED_REPLY)))
+    return ScriptedBackend(settings, ScriptedChat(SCRIPTED_REPLY))
 
 
 def ensure_index(data: Path) -> None:
@@ -95,8 +94,8 @@ def serve(port: int, data: Path, model: str) -> None:
     from app.engine import Engine
 
     settings = bench_settings(data, model)
-    engine = Engine(settings, llm=chat_model(model))
-    engine.llm, engine.embeddings, engine.store  # noqa: B018 -- loaded before the first request
+    engine = Engine(settings, chat=chat_backend(settings, model))
+    engine.prepare()  # models and index loaded before the first request
     uvicorn.run(create_app(settings, engine), host="127.0.0.1", port=port, log_level="warning")
 
 
@@ -205,7 +204,8 @@ def main() -> int:
     ensure_index(args.data)
     process, url = start_server(args.data, args.model)
     try:
-        engine = Engine(bench_settings(args.data, args.model), llm=chat_model(args.model))
+        settings = bench_settings(args.data, args.model)
+        engine = Engine(settings, chat=chat_backend(settings, args.model))
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=300)
         print(f"\nfirst token, {args.model} chat model, {args.rounds} questions each, alternating:")
         direct, api = bench_first_token(engine, client, args.rounds)

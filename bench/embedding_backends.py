@@ -33,7 +33,7 @@ sys.path.insert(0, str(REPO))
 from app.config import load_settings  # noqa: E402
 from app.evaluation.dataset import load_items  # noqa: E402
 from app.evaluation.scoring import gold_rank  # noqa: E402
-from ingest.embedder import Embedder  # noqa: E402
+from app.backends.huggingface import Embedding  # noqa: E402
 from ingest.splitter import _with_context  # noqa: E402
 
 # A worktree has no .bench of its own: read the main checkout's (read-only).
@@ -107,7 +107,9 @@ def main() -> int:
     parser.add_argument("--quality", default="onnx-int8", help="runtimes that re-embed every chunk (torch's are stored)")
     args = parser.parse_args()
     base = load_settings(env_file=None)
-    embedders = {name: Embedder(base.model_copy(update=changes)).load() for name, changes in RUNTIMES.items()}
+    embedders = {name: Embedding(base.model_copy(update=changes)) for name, changes in RUNTIMES.items()}
+    for embedder in embedders.values():
+        embedder.prepare()
     for key in args.corpora.split(","):
         data_dir, qa = CORPORA[key]
         texts, sources, torch_vectors = read_chunks(data_dir)
@@ -119,7 +121,8 @@ def main() -> int:
         for name, row in (speed(embedders, sample, questions, args.rounds) if sample else {}).items():
             print(f"  speed {name:<11} " + "  ".join(f"{k} {v:7.1f}" for k, v in row.items()), flush=True)
         for size in [int(s) for s in args.batch_sizes.split(",") if s]:
-            embedder = Embedder(base.model_copy(update={"embed_batch_size": size})).load()
+            embedder = Embedding(base.model_copy(update={"embed_batch_size": size, "embedding_precision": "int8"}))
+            embedder.prepare()
             start = time.perf_counter()
             embedder.embed(sample)
             print(f"  speed onnx-int8 batch {size:<4} chunks/s {len(sample) / (time.perf_counter() - start):7.1f}", flush=True)

@@ -46,20 +46,18 @@ VERSIONS = [
 
 
 class HashedEmbeddings:
-    """Deterministic unit vectors from word hashes: a stand-in for the model in this bench."""
+    """Deterministic unit vectors from word hashes: a stand-in for the embedding backend in this
+    bench (only ``embed`` is used by an ingest)."""
 
-    def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return [self._vector(text) for text in texts]
-
-    def embed_query(self, text: str) -> list[float]:
-        return self._vector(text)
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return np.array([self._vector(text) for text in texts], dtype=np.float32).reshape(len(texts), DIM)
 
     @staticmethod
-    def _vector(text: str) -> list[float]:
+    def _vector(text: str) -> np.ndarray:
         vector = np.zeros(DIM, dtype=np.float32)
         for word in text.lower().split():
             vector[int.from_bytes(hashlib.blake2b(word.encode(), digest_size=4).digest(), "little") % DIM] += 1
-        return (vector / max(float(np.linalg.norm(vector)), 1e-12)).tolist()
+        return vector / max(float(np.linalg.norm(vector)), 1e-12)
 
 
 def write_version(docs: Path, version: int) -> None:
@@ -93,7 +91,7 @@ def child(point: str, docs: str, full: bool) -> None:
 
     writer.checkpoint = checkpoint
     print("START", flush=True)
-    sync(load_settings(env_file=None), [Path(docs)], full=full, embeddings=HashedEmbeddings())
+    sync(load_settings(env_file=None), [Path(docs)], full=full, embedder=HashedEmbeddings())
     print("DONE", flush=True)
 
 
@@ -147,14 +145,14 @@ def run(trials: int, seed: int, work: Path, quiet: bool = False) -> dict:
     for version in (0, 1):  # each version's contents, from a clean index of its own
         write_version(docs, version)
         clean = with_overrides(settings, index_dir=work / f"clean-{version}")
-        sync(clean, [docs], embeddings=HashedEmbeddings())
+        sync(clean, [docs], embedder=HashedEmbeddings())
         expected.append(contents(clean))
     write_version(docs, 0)
-    sync(settings, [docs], embeddings=HashedEmbeddings())
+    sync(settings, [docs], embedder=HashedEmbeddings())
     write_version(docs, 1)
     child_sync_s = time_child_sync(docs)  # random kills land within a child's sync
     write_version(docs, 0)
-    sync(settings, [docs], embeddings=HashedEmbeddings())
+    sync(settings, [docs], embedder=HashedEmbeddings())
     rng = random.Random(seed)
     figures = {"trials": 0, "inconsistent": 0, "no_index": 0, "not_repaired": 0, "killed_at": {}, "full": 0}
     version, started = 0, time.perf_counter()
@@ -174,7 +172,7 @@ def run(trials: int, seed: int, work: Path, quiet: bool = False) -> dict:
         except Exception as exc:  # noqa: BLE001 - any failure to open is the finding
             figures["no_index"] += 1
             print(f"trial {trial} ({point}, full={full}): no searchable index: {exc}", file=sys.stderr)
-        sync(settings, [docs], embeddings=HashedEmbeddings())  # the next ingest repairs and cleans up
+        sync(settings, [docs], embedder=HashedEmbeddings())  # the next ingest repairs and cleans up
         generations = list(settings.index_path.glob(layout.GEN_PREFIX + "*"))
         if contents(settings) != expected[version] or len(generations) > 2:
             figures["not_repaired"] += 1

@@ -61,7 +61,7 @@ def bench_retrieval(engine, questions) -> list[float]:
     for row in questions:
         request = RetrievalQuery.from_settings(row["question"], engine.settings)
         start = time.perf_counter()
-        retrieve(request, store=engine.store, embeddings=engine.embeddings)
+        retrieve(request, store=engine.store, embedder=engine.embedder)
         times.append((time.perf_counter() - start) * 1000)
     return times
 
@@ -115,9 +115,9 @@ def main() -> int:
     questions = all_questions[: args.limit]
     engine = Engine(settings)
     start = time.perf_counter()
-    engine.store, engine.embeddings  # noqa: B018
+    engine.store, engine.embedder.prepare()  # noqa: B018
     if not args.retrieval_only:
-        engine.llm  # noqa: B018
+        engine.chat.prepare()
     print(f"index: {len(engine.store)} chunks; models loaded in {time.perf_counter() - start:.1f} s; "
           f"k={settings.k} threshold={settings.score_threshold} search={settings.search_type}")
 
@@ -143,7 +143,7 @@ def main() -> int:
         print(f"  {'max_context_tokens':>18} {'TTFT p50':>10} {'TTFT p95':>10} {'prompt p50':>11} {'gold seen':>10}")
         for budget in [int(b) for b in args.sweep.split(",")]:
             swept = Engine(with_overrides(settings, max_context_tokens=budget, max_new_tokens=1),
-                           llm=engine.llm, embeddings=engine.embeddings, store=engine.store)
+                           chat=engine.chat, embedder=engine.embedder, store=engine.store)
             result = bench_answers(swept, questions)
             print(f"  {budget:>18} {percentile(result['ttft'], 50):>8.0f}ms {percentile(result['ttft'], 95):>8.0f}ms "
                   f"{percentile(result['prompt'], 50):>11.0f} {result['gold_rate']:>10.0%}")

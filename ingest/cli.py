@@ -25,7 +25,7 @@ def run(settings, args) -> int:
     from ingest.progress import progress_printer
     from ingest.sync import sync
 
-    with progress_printer(sys.stderr, quiet=False) as progress:
+    with progress_printer(sys.stderr) as progress:
         summary = sync(settings, [Path(p) for p in args.paths] or None, full=args.full, dry_run=args.dry_run,
                        include=args.include, exclude=args.exclude, progress=progress)
     if args.json:

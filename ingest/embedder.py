@@ -23,6 +23,7 @@ from langchain_core.embeddings import Embeddings
 from app.errors import BackendError
 
 if TYPE_CHECKING:
+    from app.backends import EmbeddingBackend
     from app.config import Settings
 
 # Texts per call from ingest: each call sorts its texts by length before batching, so large
@@ -30,77 +31,73 @@ if TYPE_CHECKING:
 GROUP_SIZE = 1024
 
 
-class Embedder(Embeddings):
-    """``embed(texts) -> float32 array`` (rows L2-normalised); counts what it embedded.
+class Embedder:
+    """``embedder(texts) -> float32 array`` (rows L2-normalised); counts what it embedded."""
 
-    Also a LangChain ``Embeddings`` (``embed_documents``/``embed_query``), so it can stand
-    wherever one is expected. ``embeddings`` injects a LangChain model instead (tests, servers).
-    """
-
-    def __init__(self, settings: "Settings", embeddings=None):
+    def __init__(self, settings: "Settings", backend: "EmbeddingBackend | None" = None):
         self.settings = settings
-        self._embeddings = embeddings
-        self._encoder = None  # OnnxEncoder or SentenceTransformer, built on first use
+        self._backend = backend
         self.texts_embedded = 0
 
     @property
+    def backend(self) -> "EmbeddingBackend":
+        if self._backend is None:
+            from app.backends import embedding_backend
+
+            self._backend = embedding_backend(self.settings)
+        return self._backend
+
+    def __call__(self, texts: list[str]) -> np.ndarray:
+        vectors = self.backend.embed(texts)
+        self.texts_embedded += len(texts)
+        return vectors
+
+
+class LocalEncoder(Embeddings):
+    """A local model: ``encode_texts(texts) -> float32 array`` (rows L2-normalised, in order).
+
+    Also a LangChain ``Embeddings`` (``embed_documents``/``embed_query``), so LangChain callers
+    of the backend get the same runtime.
+    """
+
+    def __init__(self, settings: "Settings"):
+        self.settings = settings
+        self._encoder = None  # OnnxEncoder or SentenceTransformer, built on first use
+
+    @property
     def runtime(self) -> str:
-        """``onnx``, ``torch``, or the server backend's name."""
-        return "injected" if self._embeddings is not None else self.settings.embedding_runtime_name
+        """``onnx`` or ``torch``."""
+        return "onnx" if self.settings.embedding_runtime_name == "onnx" else "torch"
 
     @property
     def precision(self) -> str:
         return self.settings.embedding_precision if self.runtime == "onnx" else "fp32"
 
     def describe(self) -> str:
-        """``onnx int8`` and the like, as `docchat doctor` shows it."""
-        return f"{self.runtime} {self.precision}" if self.runtime in ("onnx", "torch") else self.runtime
+        """``onnx fp32`` and the like, as `docchat doctor` shows it."""
+        return f"{self.runtime} {self.precision}"
 
     # -- the contract -------------------------------------------------------------------------
-    def embed(self, texts: list[str]) -> np.ndarray:
+    def encode_texts(self, texts: list[str]) -> np.ndarray:
         """One L2-normalised float32 row per text, in order; ``(0, 0)`` for no texts."""
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         texts = list(texts)
-        runtime = self.runtime
-        if runtime == "onnx":
-            vectors = self._onnx().encode(texts)
-        elif runtime == "torch":
-            vectors = self._torch_encode(texts)
-        else:
-            vectors = np.asarray(self.embeddings.embed_documents(texts), dtype=np.float32)
-            vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        self.texts_embedded += len(texts)
+        vectors = self._onnx().encode(texts) if self.runtime == "onnx" else self._torch_encode(texts)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
-    __call__ = embed
-
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.embed(texts).tolist()
+        return self.encode_texts(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
-        return self.embed([text])[0].tolist()
+        return self.encode_texts([text])[0].tolist()
 
-    def load(self) -> "Embedder":
+    def load(self) -> "LocalEncoder":
         """Load (and on first use export) the model now rather than on the first text."""
-        if self.runtime == "onnx":
-            self._onnx()
-        elif self.runtime == "torch":
-            self._torch()
-        else:
-            self.embeddings  # noqa: B018
+        self._onnx() if self.runtime == "onnx" else self._torch()
         return self
 
     # -- runtimes -----------------------------------------------------------------------------
-    @property
-    def embeddings(self):
-        """The LangChain embeddings of a server backend (or the injected ones)."""
-        if self._embeddings is None:
-            from app.backends import make_embeddings
-
-            self._embeddings = make_embeddings(self.settings)
-        return self._embeddings
-
     def _onnx(self):
         if self._encoder is None:
             from app.backends.huggingface import embedding_model_path

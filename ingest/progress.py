@@ -7,11 +7,8 @@ from typing import IO
 
 
 @contextlib.contextmanager
-def progress_printer(stream: IO[str], quiet: bool = False):
+def progress_printer(stream: IO[str]):
     """Yields a ``progress(event)`` callable; bars on a TTY, one line per stage elsewhere."""
-    if quiet:
-        yield lambda event: None
-        return
     if stream.isatty():
         bars = _Bars(stream)
         try:

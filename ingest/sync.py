@@ -40,6 +40,7 @@ from vectorstore.records import FileRecord, NewChunk
 from vectorstore.writer import IndexWriter, now_iso
 
 if TYPE_CHECKING:
+    from app.backends import EmbeddingBackend
     from app.config import Settings
 
 Progress = Callable[[dict], None]
@@ -106,8 +107,11 @@ class _Prepared:
 
 def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = False, dry_run: bool = False,
          include: list[str] | None = None, exclude: list[str] | None = None, progress: Progress | None = None,
-         embeddings=None) -> SyncSummary:
+         embedder: "EmbeddingBackend | None" = None) -> SyncSummary:
     """Bring the index in line with the folders (default: ``settings.docs_path``).
+
+    ``embedder``: an EmbeddingBackend already loaded (the page's, the API's); default: the
+    one the settings name, loaded when the first chunk needs a vector.
 
     Raises ``StoreError`` when another ingest holds the index past the lock timeout, when the
     index was built with another embedding model (unless ``full``) or is damaged (``full``
@@ -117,8 +121,7 @@ def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = 
     report = progress or (lambda event: None)
     notes: list[str] = []
     scopes = scopes_for(paths or [_default_folder(settings, notes)], include, exclude)
-    # An Embedder is used as it is; LangChain embeddings (a server's, a test's) are wrapped.
-    prepared, embed = _Prepared(), embeddings if isinstance(embeddings, Embedder) else Embedder(settings, embeddings)
+    prepared, embed = _Prepared(), Embedder(settings, embedder)
     with IndexWriter(settings, full=full, read_only=True) as snapshot:  # no lock
         summary = _pass(snapshot, scopes, settings, prepared, embed, report, apply=False, prepare=not dry_run)
     if not dry_run:

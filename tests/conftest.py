@@ -84,19 +84,29 @@ def settings(isolated_env):
 
 @pytest.fixture(scope="session")
 def embeddings():
-    """The packaged embedding model, loaded once per session."""
+    """The packaged embedding model's backend (huggingface), loaded once per session."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from app.backends.huggingface import make_embeddings
+    from app.backends.huggingface import Embedding
     from app.config import Settings
 
-    return make_embeddings(Settings(_env_file=None))
+    backend = Embedding(Settings(_env_file=None))
+    backend.prepare()
+    return backend
 
 
 @pytest.fixture(scope="session")
-def chat_model(model_cache_dir):
-    """The packaged SmolLM2 chat model (huggingface backend, greedy), loaded once per session."""
+def chat(model_cache_dir):
+    """The packaged SmolLM2 chat model's backend (huggingface, greedy), loaded once per session."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    from app.backends import make_llm
+    from app.backends.huggingface import Chat
     from app.config import Settings
 
-    return make_llm(Settings(_env_file=None, model_cache_dir=model_cache_dir, temperature=0.0))
+    backend = Chat(Settings(_env_file=None, model_cache_dir=model_cache_dir, temperature=0.0))
+    backend.prepare()
+    return backend
+
+
+@pytest.fixture(scope="session")
+def chat_model(chat):
+    """The LangChain chat model inside ``chat``."""
+    return chat.model

@@ -14,16 +14,14 @@ model, and a real uvicorn server on a free loopback port.
 
 from __future__ import annotations
 
-import itertools
 import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 import pytest
-from langchain_core.language_models.fake_chat_models import GenericFakeChatModel
-from langchain_core.messages import AIMessage
-
+from tests.scripted import ScriptedBackend
+from tests.scripted import ScriptedChat as _Scripted
 from tests.servers import free_port
 from tests.test_engine_e2e import CORPUS as ENGINE_CORPUS
 
@@ -40,11 +38,16 @@ CORPUS = {
 SCRIPTED_REPLY = "The coffee machine must be descaled every 6 weeks [1]. Use citric acid [1, 2]."
 
 
-class ScriptedChat(GenericFakeChatModel):
+class ScriptedChat(_Scripted):
     """A scripted stand-in for the chat model: every call streams SCRIPTED_REPLY word by word."""
 
     def __init__(self, reply: str = SCRIPTED_REPLY, **kw):
-        super().__init__(messages=itertools.repeat(AIMessage(reply)), **kw)
+        super().__init__(reply, **kw)
+
+
+def scripted(settings, model=None) -> ScriptedBackend:
+    """The chat backend the service tests give the engine: ScriptedChat unless ``model``."""
+    return ScriptedBackend(settings, model if model is not None else ScriptedChat())
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +65,7 @@ def library(tmp_path_factory, model_cache_dir, embeddings):
         path = settings.docs_path / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_text(text, encoding="utf-8")
-    summary = sync(settings, [settings.docs_path], embeddings=embeddings)
+    summary = sync(settings, [settings.docs_path], embedder=embeddings)
     assert not summary.failed and len(summary.added) == len(CORPUS)
     return settings
 
@@ -146,7 +149,8 @@ def serve_scripted_mcp() -> None:
     from app.engine import Engine
     from app.mcp.server import build_server
 
-    build_server(Engine(load_settings(env_file=None), llm=ScriptedChat())).run("stdio")
+    settings = load_settings(env_file=None)
+    build_server(Engine(settings, chat=scripted(settings))).run("stdio")
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from app.engine.guard import (
     StreamGuard, check_answer,
 )
 from app.engine.prompts import load_prompts
+from tests.scripted import ScriptedBackend
 from tests.test_engine_agent import ScriptedToolModel
 from tests.test_engine_e2e import corpus_settings  # noqa: F401  (module fixture: the synced corpus)
 
@@ -117,8 +118,9 @@ def test_the_stream_guard_stops_when_the_model_writes_the_next_turn(prompt_lines
 
 # -- through the engine -------------------------------------------------------------------------
 def answer_with(settings, embeddings, reply: str, question="How often is the coffee machine descaled?"):
-    engine = Engine(with_overrides(settings, tools="off"),
-                    llm=ScriptedToolModel(messages=iter([AIMessage(reply)])), embeddings=embeddings)
+    settings = with_overrides(settings, tools="off")
+    engine = Engine(settings, chat=ScriptedBackend(settings, ScriptedToolModel(messages=iter([AIMessage(reply)]))),
+                    embedder=embeddings)
     events = list(engine.stream(question))
     assert isinstance(events[-1], Done)
     return engine, "".join(e.text for e in events if isinstance(e, Token)), events[-1].answer
@@ -198,7 +200,7 @@ def test_a_refusal_lists_the_closest_passages_and_how_to_widen(corpus_settings, 
 
 
 @pytest.mark.slow
-def test_a_fact_stated_once_is_answered_not_refused(tmp_path, embeddings, chat_model, model_cache_dir):
+def test_a_fact_stated_once_is_answered_not_refused(tmp_path, embeddings, chat, model_cache_dir):
     """The issue's repro: a one-file corpus stating the fact, asked with the real SmolLM2,
     which used to reply that the document "does not contain the answer"."""
     from app.config import Settings
@@ -209,8 +211,8 @@ def test_a_fact_stated_once_is_answered_not_refused(tmp_path, embeddings, chat_m
     (docs / "reactor.md").write_text("# Reactor notes\n\nThe Zorblax reactor runs at 451 kelvin.\n", encoding="utf-8")
     settings = Settings(_env_file=None, data_dir=tmp_path / "data", model_cache_dir=model_cache_dir,
                         temperature=0.0, max_new_tokens=64)
-    sync(settings, [docs], embeddings=embeddings)
-    answer = Engine(settings, llm=chat_model, embeddings=embeddings).ask(
+    sync(settings, [docs], embedder=embeddings)
+    answer = Engine(settings, chat=chat, embedder=embeddings).ask(
         "At what temperature does the Zorblax reactor run?")
     assert answer.kind in ("generated", "extractive") and "451" in answer.text
     assert answer.cited == [1] and answer.evidence and "451 kelvin" in answer.evidence[0].text

@@ -18,7 +18,9 @@ import openai
 import pytest
 
 from app.config import with_overrides
-from tests.service import SCRIPTED_REPLY, LoopbackServer, ScriptedChat, library, process_gone, wait_until_answering  # noqa: F401,E501
+from tests.service import (  # noqa: F401
+    SCRIPTED_REPLY, LoopbackServer, ScriptedChat, library, process_gone, scripted, wait_until_answering,
+)
 from tests.servers import free_port
 
 QUESTION = "How often is the coffee machine descaled?"
@@ -30,7 +32,7 @@ def start(settings, embeddings, log_level="warning", **changes) -> LoopbackServe
     from app.engine import Engine
 
     settings = with_overrides(settings, **changes) if changes else settings
-    engine = Engine(settings, llm=ScriptedChat(), embeddings=embeddings)
+    engine = Engine(settings, chat=scripted(settings), embedder=embeddings)
     return LoopbackServer(create_app(settings, engine), log_level=log_level)
 
 
@@ -81,7 +83,7 @@ def test_a_model_that_does_not_cite_still_gets_footnotes_when_streaming(library,
 
     # No [n] from the model: the engine attributes the sentence to its chunk afterwards (overlap).
     uncited = ScriptedChat("The office coffee machine must be descaled every 6 weeks with citric acid.")
-    with LoopbackServer(create_app(library, Engine(library, llm=uncited, embeddings=embeddings))) as server:
+    with LoopbackServer(create_app(library, Engine(library, chat=scripted(library, uncited), embedder=embeddings))) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
         whole = ask(client).choices[0].message.content
         streamed = "".join(c.choices[0].delta.content or "" for c in ask(client, stream=True) if c.choices)
@@ -191,7 +193,7 @@ def test_a_failure_during_a_stream_reaches_the_client_as_an_error(library, embed
     from app.api.app import create_app
     from app.engine import Engine
 
-    with LoopbackServer(create_app(library, Engine(library, llm=FailingMidway(), embeddings=embeddings))) as server:
+    with LoopbackServer(create_app(library, Engine(library, chat=scripted(library, FailingMidway()), embedder=embeddings))) as server:
         client = openai.OpenAI(base_url=server.url + "/v1", api_key="x", max_retries=0)
         received = []
         with pytest.raises(openai.APIError) as raised:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from app.backends import huggingface, make_llm
+from app.backends import Options, huggingface
 from app.config import with_overrides
 from app.errors import BackendError
 
@@ -22,7 +22,7 @@ ONE_FACT = [
 
 
 def test_packaged_embedding_model_gives_384_dims_and_ranks_a_paraphrase_first(embeddings):
-    query, paraphrase, unrelated = embeddings.embed_documents(
+    query, paraphrase, unrelated = embeddings.embed(
         [
             "How do I reset my password?",
             "What are the steps to change a forgotten password?",
@@ -46,7 +46,7 @@ def test_packaged_embedding_model_is_found_without_the_hub():
 def test_unloadable_embedding_model_names_the_setting(settings):
     broken = with_overrides(settings, embedding_model="no-such-org/no-such-model")
     with pytest.raises(BackendError) as err:
-        huggingface.make_embeddings(broken)
+        huggingface.Embedding(broken).embed(["anything"])
     assert "no-such-org/no-such-model" in str(err.value)
     assert "DOCCHAT_EMBEDDING_MODEL" in str(err.value)
 
@@ -62,8 +62,13 @@ def greedy_settings(model_cache_dir):
 
 
 @pytest.fixture(scope="module")
-def chat_llm(greedy_settings):
-    return make_llm(greedy_settings)
+def chat_backend(greedy_settings):
+    return huggingface.Chat(greedy_settings)
+
+
+@pytest.fixture(scope="module")
+def chat_llm(chat_backend):
+    return chat_backend.model
 
 
 @pytest.mark.slow
@@ -82,8 +87,8 @@ def test_packaged_chat_model_streams_token_by_token(chat_llm):
 
 
 @pytest.mark.slow
-def test_per_call_generation_settings_limit_the_answer(chat_llm):
-    short = chat_llm.invoke(ONE_FACT, pipeline_kwargs=huggingface.generation_kwargs(0.0, 2)).content
+def test_per_call_generation_settings_limit_the_answer(chat_backend):
+    short = chat_backend.with_options(Options(temperature=0.0, max_tokens=2)).invoke(ONE_FACT).content
     assert 0 < len(short.split()) <= 2
 
 
@@ -96,7 +101,7 @@ def test_second_load_reuses_the_converted_folder(chat_llm, greedy_settings, monk
         raise AssertionError("the GGUF was converted again")
 
     monkeypatch.setattr(huggingface, "convert_gguf", must_not_convert)
-    again = make_llm(greedy_settings)
+    again = huggingface.Chat(greedy_settings).model
     assert again.llm.pipeline.model.name_or_path == folder
     assert "heron" in again.invoke(ONE_FACT).content.lower()
 
@@ -142,10 +147,13 @@ def test_missing_model_package_says_how_to_install(monkeypatch):
 def test_unknown_chat_model_names_the_setting(settings):
     broken = with_overrides(settings, llm_model="no-such-org/no-such-chat-model")
     with pytest.raises(BackendError) as err:
-        make_llm(broken)
+        huggingface.Chat(broken).prepare()
     assert "no-such-org/no-such-chat-model" in str(err.value)
     assert "DOCCHAT_LLM_MODEL" in str(err.value)
 
 
-def test_embedded_model_does_not_claim_tool_calling(settings):
-    assert huggingface.supports_tools(settings) is False
+@pytest.mark.slow
+def test_embedded_model_does_not_claim_tool_calling_and_counts_with_its_tokenizer(chat_backend):
+    assert chat_backend.capabilities.tools is False
+    assert chat_backend.capabilities.context_window == chat_backend.settings.context_window
+    assert chat_backend.count_tokens("docchat") == len(chat_backend.model.tokenizer.encode("docchat"))

@@ -11,9 +11,8 @@ import ollama
 import pytest
 from langchain_core.messages import HumanMessage, SystemMessage
 
-from app.backends import backend_module, make_embeddings, make_llm
-from app.backends import ollama as ollama_backend
-from app.backends import openai as openai_backend
+from app import backends
+from app.backends import chat_backend, embedding_backend
 from app.config import with_overrides
 from app.errors import BackendError
 from tests.servers import (  # noqa: F401  (pytest fixtures)
@@ -39,11 +38,12 @@ SECRET = "sk-test-DO-NOT-LEAK-1234567890"
 
 
 @pytest.fixture
-def names_only_ollama():
-    """An Ollama stand-in listing models without loading any: for checks and capabilities."""
+def names_only_ollama(embeddings):
+    """An Ollama stand-in listing chat models without loading any (for checks and capabilities);
+    its embedding model embeds with the packaged one."""
     server = OllamaStandIn([
         ServedModel("llama3.2:latest", ["completion", "tools"]),
-        ServedModel("nomic-embed-text:latest", ["embedding"]),
+        ServedModel("nomic-embed-text:latest", ["embedding"], embeddings=embeddings),
         ServedModel("smollm2:135m", ["completion"]),
     ]).start()
     yield server
@@ -59,7 +59,12 @@ def openai_settings(settings, url, **changes):
 
 
 def explain(settings, exc) -> str:
-    return str(backend_module(settings.llm_backend).explain_error(settings, exc))
+    return str(chat_backend(settings).explain_error(exc))
+
+
+def make_llm(settings):
+    """The LangChain chat model the settings' backend builds."""
+    return chat_backend(settings).model
 
 
 # ---------------------------------------------------------------- Ollama, real model behind it
@@ -94,9 +99,9 @@ def test_chat_ollama_streams_the_answer_token_by_token(ollama_server, settings):
 
 @pytest.mark.slow
 def test_ollama_embeddings_match_the_local_model(ollama_server, settings, embeddings):
-    remote = make_embeddings(with_overrides(settings, embedding_backend="ollama",
-                                            embedding_model=OLLAMA_EMBED_MODEL,
-                                            ollama_host=ollama_server.url))
+    remote = embedding_backend(with_overrides(settings, embedding_backend="ollama",
+                                              embedding_model=OLLAMA_EMBED_MODEL,
+                                              ollama_host=ollama_server.url))
     vector = remote.embed_query("Where is the index stored?")
     local = embeddings.embed_query("Where is the index stored?")
     assert len(vector) == 384
@@ -106,22 +111,31 @@ def test_ollama_embeddings_match_the_local_model(ollama_server, settings, embedd
 # ---------------------------------------------------------------- Ollama: checks and errors
 
 
-def test_ollama_tool_support_comes_from_the_server(names_only_ollama, settings):
-    assert ollama_backend.supports_tools(ollama_settings(settings, names_only_ollama.url, llm_model="llama3.2"))
-    assert not ollama_backend.supports_tools(
-        ollama_settings(settings, names_only_ollama.url, llm_model="smollm2:135m"))
-    assert not ollama_backend.supports_tools(ollama_settings(settings, closed_port_url()))
+def tools(settings) -> bool:
+    return chat_backend(settings).capabilities.tools
+
+
+def test_ollama_tool_support_comes_from_the_server_once(names_only_ollama, settings):
+    assert tools(ollama_settings(settings, names_only_ollama.url, llm_model="llama3.2"))
+    assert not tools(ollama_settings(settings, names_only_ollama.url, llm_model="smollm2:135m"))
+    assert not tools(ollama_settings(settings, closed_port_url()))
+    backend = chat_backend(ollama_settings(settings, names_only_ollama.url, llm_model="llama3.2"))
+    asked = lambda: sum(path == "/api/show" for _, path, _ in names_only_ollama.requests)  # noqa: E731
+    before = asked()
+    assert backend.capabilities.tools and backend.capabilities.tools
+    assert asked() == before + 1  # computed once, not on every turn
 
 
 def test_ollama_check_passes_when_the_models_are_pulled(names_only_ollama, settings):
     good = ollama_settings(settings, names_only_ollama.url, llm_model="llama3.2",
                            embedding_backend="ollama", embedding_model="nomic-embed-text")
-    checks = ollama_backend.check(good)
-    assert [c.ok for c in checks] == [True, True, True]
+    checks = backends.check(good)
+    assert [c.name for c in checks] == ["Ollama server", "LLM model", "Embedding model", "Embeddings"]
+    assert all(c.ok for c in checks)
 
 
 def test_ollama_check_says_which_model_to_pull(names_only_ollama, settings):
-    checks = ollama_backend.check(ollama_settings(settings, names_only_ollama.url, llm_model="mistral"))
+    checks = backends.check(ollama_settings(settings, names_only_ollama.url, llm_model="mistral"))
     failed = [c for c in checks if not c.ok]
     assert len(failed) == 1
     assert "mistral" in failed[0].detail and "llama3.2:latest" in failed[0].detail
@@ -137,7 +151,7 @@ def test_unreachable_server_names_the_url_setting(settings, backend, setting):
         make_llm(broken).invoke("hello")
     message = explain(broken, raised.value)
     assert url.removesuffix("/v1") in message and setting in message
-    check = backend_module(backend).check(broken)[-1]
+    check = chat_backend(broken).check()[-1]
     assert not check.ok and setting in check.detail
 
 
@@ -175,7 +189,7 @@ def test_chat_openai_streams_from_transformers_serve(openai_server, settings):
 
 @pytest.mark.slow
 def test_openai_check_passes_against_a_local_server_without_a_key(openai_server, settings):
-    checks = openai_backend.check(openai_settings(settings, openai_server.url))
+    checks = chat_backend(openai_settings(settings, openai_server.url)).check()
     assert all(c.ok for c in checks), checks
     assert "no key" in checks[0].detail
 
@@ -193,15 +207,15 @@ def test_unknown_openai_model_names_docchat_llm_model(openai_server, settings):
 
 
 def test_openai_itself_calls_tools_and_other_servers_need_docchat_tools_on(settings):
-    assert openai_backend.supports_tools(with_overrides(settings, llm_backend="openai"))
-    assert not openai_backend.supports_tools(openai_settings(settings, "http://127.0.0.1:8000/v1"))
+    assert tools(with_overrides(settings, llm_backend="openai"))
+    assert not tools(openai_settings(settings, "http://127.0.0.1:8000/v1"))
 
 
 def test_missing_openai_key_names_openai_api_key(settings):
     with pytest.raises(BackendError) as raised:
         make_llm(with_overrides(settings, llm_backend="openai"))
     assert "OPENAI_API_KEY" in str(raised.value)
-    [check] = openai_backend.check(with_overrides(settings, llm_backend="openai"))
+    [check] = chat_backend(with_overrides(settings, llm_backend="openai")).check()
     assert not check.ok and "OPENAI_API_KEY" in check.detail
 
 
@@ -212,6 +226,6 @@ def test_rejected_key_names_openai_api_key_and_never_shows_it(refusing_openai, s
     assert refusing_openai.authorization_seen[-1] == f"Bearer {SECRET}"  # the key was really sent
     message = explain(broken, raised.value)
     assert "401" in message and "OPENAI_API_KEY" in message and SECRET not in message
-    checks = openai_backend.check(broken)
+    checks = chat_backend(broken).check()
     assert not checks[-1].ok and SECRET not in repr(checks)
     assert SECRET not in repr(broken) and SECRET not in str(broken.model_dump())

@@ -158,19 +158,12 @@ def test_unknown_backend_lists_the_available_ones():
     assert "DOCCHAT_LLM_BACKEND" in raised.value.fix
 
 
-@pytest.mark.parametrize("name", list(backends.BACKENDS))
-def test_every_backend_module_has_the_same_functions(name):
-    module = backends.backend_module(name)
-    for function in ("make_llm", "make_embeddings", "check", "supports_tools", "explain_error"):
-        assert callable(getattr(module, function)), f"{name}.{function}"
-
-
 def test_registry_builds_the_configured_kind(settings):
     from langchain_ollama import ChatOllama
     from langchain_openai import ChatOpenAI
 
-    assert isinstance(backends.make_llm(with_overrides(settings, llm_backend="ollama")), ChatOllama)
-    openai_llm = backends.make_llm(with_overrides(settings, llm_backend="openai", openai_api_key="sk-x"))
+    assert isinstance(backends.chat_backend(with_overrides(settings, llm_backend="ollama")).model, ChatOllama)
+    openai_llm = backends.chat_backend(with_overrides(settings, llm_backend="openai", openai_api_key="sk-x")).model
     assert isinstance(openai_llm, ChatOpenAI) and openai_llm.streaming
 
 

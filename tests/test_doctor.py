@@ -32,7 +32,7 @@ def test_default_configuration_passes_and_says_to_ingest(capsys, isolated_env):
     assert code == 0, out
     assert "huggingface · SmolLM2-135M-Instruct" in out
     assert "ok   LLM answers" in out
-    assert "sentence-transformers/all-MiniLM-L6-v2 · onnx fp32 · 384 dimensions" in out
+    assert "sentence-transformers/all-MiniLM-L6-v2 · 384 dimensions" in out and "onnx fp32 (onnxruntime" in out
     assert "no index yet" in out and "docchat ingest" in out
     assert str(isolated_env / "data") in out
     assert "torch 2.13.0" in out and "transformers" in out and "python 3.11" in out
@@ -142,7 +142,7 @@ def test_index_size_is_reported(capsys, monkeypatch, isolated_env, ollama_with_l
     folder.mkdir()
     (folder / "heron.md").write_text("# Mascot\n\nThe docchat mascot is a purple heron named Ada.\n")
     (folder / "tea.md").write_text("# Tea\n\nThe team drinks jasmine tea on Fridays.\n")
-    sync(load_settings(env_file=None), [folder], embeddings=embeddings)
+    sync(load_settings(env_file=None), [folder], embedder=embeddings)
 
     monkeypatch.setenv("DOCCHAT_LLM_BACKEND", "ollama")
     monkeypatch.setenv("OLLAMA_HOST", ollama_with_llama.url)

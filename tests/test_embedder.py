@@ -13,7 +13,7 @@ import pytest
 
 from app.config import load_settings, with_overrides
 from app.errors import StoreError
-from ingest.embedder import Embedder
+from app.backends.huggingface import Embedding
 from ingest.sync import sync
 from vectorstore import Store
 
@@ -29,7 +29,7 @@ TEXTS = [
 def runtimes(model_cache_dir):
     """The three runtimes over the same model, sharing the test session's model cache."""
     base = load_settings(env_file=None, model_cache_dir=model_cache_dir)
-    return {name: Embedder(with_overrides(base, **changes)) for name, changes in {
+    return {name: Embedding(with_overrides(base, **changes)) for name, changes in {
         "torch": {"embedding_runtime": "torch"},
         "fp32": {"embedding_runtime": "onnx", "embedding_precision": "fp32"},
         "int8": {"embedding_runtime": "onnx", "embedding_precision": "int8"},
@@ -45,15 +45,16 @@ def test_onnx_vectors_match_torch_in_order_and_are_unit_length(runtimes):
     # Each text is still nearest its own torch vector (the batch was sorted by length inside).
     assert (np.argmax(int8 @ torch.T, axis=1) == np.arange(4)).all()
     assert runtimes["int8"].embed([]).shape == (0, 0)
-    assert len(runtimes["int8"].embed_query(TEXTS[0])) == 384  # also a LangChain Embeddings
+    assert runtimes["int8"].embed_query(TEXTS[0]).shape == (384,)
+    assert len(runtimes["int8"].embeddings.embed_query(TEXTS[0])) == 384  # LangChain callers get the same
 
 
 def test_the_export_is_made_once_and_reused(runtimes, model_cache_dir):
-    runtimes["int8"].load()
+    runtimes["int8"].prepare()
     folders = [p for p in model_cache_dir.iterdir() if "-onnx-" in p.name and p.is_dir()]
     assert len(folders) == 1 and {"model.onnx", "model-int8.onnx", "tokenizer.json"} <= {p.name for p in folders[0].iterdir()}
     before = folders[0].stat().st_mtime_ns
-    Embedder(runtimes["fp32"].settings).load()
+    Embedding(load_settings(env_file=None, model_cache_dir=model_cache_dir, embedding_precision="fp32")).prepare()
     assert folders[0].stat().st_mtime_ns == before and not list(model_cache_dir.glob(".*-onnx-*"))
 
 
@@ -61,7 +62,7 @@ def test_an_index_embedded_as_int8_refuses_other_queries_until_rebuilt(settings,
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "heron.md").write_text("# Mascot\n\nThe docchat mascot is a purple heron named Ada.\n")
-    cache = runtimes["int8"].settings.model_cache_dir
+    cache = runtimes["int8"].settings.model_cache_path
     as_int8 = with_overrides(settings, model_cache_dir=cache, embedding_precision="int8")
     sync(as_int8, [docs])  # no embeddings given: the settings' runtime embeds
     store = Store.open(as_int8)
@@ -88,5 +89,6 @@ def test_doctor_names_the_runtime_and_precision(capsys, isolated_env, model_cach
     assert main(["doctor", "--json"]) == 1  # the OpenAI key is missing; the embedder is fine
     report = json.loads(capsys.readouterr().out)
     assert (report["embedding"]["runtime"], report["embedding"]["precision"]) == ("onnx", "fp32")
-    line = next(c for c in report["checks"] if c["name"] == "Embeddings")
-    assert line["status"] == "ok" and "onnx fp32" in line["detail"] and "384 dimensions" in line["detail"]
+    checks = {c["name"]: c for c in report["checks"]}
+    assert checks["Embeddings"]["status"] == "ok" and "384 dimensions" in checks["Embeddings"]["detail"]
+    assert checks["Embedding runtime"]["detail"].startswith("onnx fp32")

@@ -17,6 +17,7 @@ from langchain_core.outputs import ChatGenerationChunk
 
 from app.config import with_overrides
 from app.engine import Done, Engine, Token, ToolCallEvent
+from tests.scripted import ScriptedBackend
 from tests.test_engine_e2e import corpus_settings  # noqa: F401  (module fixture: the synced corpus)
 
 
@@ -44,8 +45,9 @@ def call(name, args, n):
 
 
 def run(settings, embeddings, script, question="How often is the coffee machine descaled?"):
-    engine = Engine(with_overrides(settings, tools="on"), llm=ScriptedToolModel(messages=iter(script)),
-                    embeddings=embeddings)
+    settings = with_overrides(settings, tools="on")
+    engine = Engine(settings, chat=ScriptedBackend(settings, ScriptedToolModel(messages=iter(script)), tools=True),
+                    embedder=embeddings)
     events = list(engine.stream(question))
     assert isinstance(events[-1], Done)
     return engine, events, events[-1].answer

@@ -36,7 +36,7 @@ def answer_streamed(engine):
 def test_engine_answers_through_ollama(corpus_settings, ollama_server, embeddings):
     settings = with_overrides(corpus_settings, llm_backend="ollama", ollama_host=ollama_server.url,
                               llm_model=OLLAMA_CHAT_MODEL)
-    engine = Engine(settings, embeddings=embeddings)  # the chat model comes from the backend registry
+    engine = Engine(settings, embedder=embeddings)  # the chat model comes from the backend registry
     assert not engine.uses_tools()  # the server says smollm2 cannot call tools
     tokens, answer = answer_streamed(engine)
     assert len(tokens) > 1 and "6 weeks" in answer.text
@@ -47,7 +47,7 @@ def test_engine_answers_through_ollama(corpus_settings, ollama_server, embedding
 def test_engine_answers_through_openai_compatible_server(corpus_settings, openai_server, embeddings):
     settings = with_overrides(corpus_settings, llm_backend="openai", openai_base_url=openai_server.url,
                               llm_model=openai_server.model_dir, tools="off")
-    tokens, answer = answer_streamed(Engine(settings, embeddings=embeddings))
+    tokens, answer = answer_streamed(Engine(settings, embedder=embeddings))
     assert len(tokens) > 1 and "6 weeks" in answer.text
     assert answer.sources[0].source == "coffee.md"
 
@@ -58,5 +58,5 @@ def test_unreachable_backend_is_one_clear_error(corpus_settings, embeddings, bac
     settings = with_overrides(corpus_settings, llm_backend=backend, tools="off",
                               **{url_field: closed_port_url()})
     with pytest.raises(BackendError) as caught:
-        Engine(settings, embeddings=embeddings).ask(QUESTION)
+        Engine(settings, embedder=embeddings).ask(QUESTION)
     assert setting in str(caught.value)

@@ -59,8 +59,8 @@ def test_packing_respects_the_token_budget_and_numbers_what_fits(prompts):
 
 
 def test_budget_leaves_room_for_the_answer(settings):
-    assert context_budget(settings, fixed_tokens=0) == settings.max_context_tokens
-    squeezed = context_budget(settings, fixed_tokens=settings.context_window - settings.max_new_tokens - 116)
+    assert context_budget(settings, settings.context_window, fixed_tokens=0) == settings.max_context_tokens
+    squeezed = context_budget(settings, settings.context_window, fixed_tokens=settings.context_window - settings.max_new_tokens - 116)
     assert squeezed == 100
 
 

@@ -44,14 +44,14 @@ def corpus_settings(tmp_path_factory, model_cache_dir, embeddings) -> Settings:
         llm_backend="huggingface", embedding_backend="huggingface", temperature=0.0,
         max_new_tokens=48, tools="auto",
     )
-    summary = sync(settings, [docs], embeddings=embeddings)
+    summary = sync(settings, [docs], embedder=embeddings)
     assert not summary.failed and len(summary.added) == len(CORPUS)
     return settings
 
 
 @pytest.fixture
-def engine(corpus_settings, chat_model, embeddings):
-    return Engine(corpus_settings, llm=chat_model, embeddings=embeddings)
+def engine(corpus_settings, chat, embeddings):
+    return Engine(corpus_settings, chat=chat, embedder=embeddings)
 
 
 def collect(events):
@@ -65,11 +65,11 @@ def collect(events):
 
 
 def test_search_ranks_the_right_file_without_the_llm(corpus_settings, embeddings):
-    engine = Engine(corpus_settings, embeddings=embeddings)  # no chat model needed
+    engine = Engine(corpus_settings, embedder=embeddings)  # no chat model needed
     sources = engine.search("How often is the coffee machine descaled?")
     assert sources[0].source == "coffee.md" and sources[0].n == 1
     assert all(s.score >= corpus_settings.score_threshold for s in sources)
-    assert engine._llm is None
+    assert engine._chat is None
     only_ops = engine.search("database backups", sources=["ops/"])
     assert [s.source for s in only_ops] == ["ops/backups.txt"]
 
@@ -80,12 +80,12 @@ def test_abstains_without_inventing_a_source(engine):
     assert answer.sources == [] and answer.cited == [] and answer.grounded is False
 
 
-@pytest.mark.slow
 def _without_markers(text: str) -> str:
     return re.sub(r" \[\d+(?:, *\d+)*\]", "", text)
 
 
-def test_answers_the_fact_from_the_right_file_streamed_and_remembered(engine, corpus_settings, chat_model, embeddings):
+@pytest.mark.slow
+def test_answers_the_fact_from_the_right_file_streamed_and_remembered(engine, corpus_settings, chat, embeddings):
     tokens, answer = collect(engine.stream("How often must the coffee machine be descaled?"))
     assert len(tokens) > 1, "the answer arrives token by token"
     # The record's text is the streamed text, plus the [n] markers of word-overlap citations
@@ -108,7 +108,7 @@ def test_answers_the_fact_from_the_right_file_streamed_and_remembered(engine, co
     assert 0 < answer.prompt_tokens <= corpus_settings.context_window
 
     # A new engine (as after a restart) finds the thread with both messages and the record.
-    again = Engine(corpus_settings, llm=chat_model, embeddings=embeddings)
+    again = Engine(corpus_settings, chat=chat, embedder=embeddings)
     messages = again.threads.messages(answer.thread_id)
     assert [m.role for m in messages] == ["user", "assistant"]
     assert messages[1].answer["sources"][0]["source"] == "coffee.md"
@@ -134,21 +134,21 @@ def test_follow_up_is_rewritten_into_a_standalone_query(engine):
 
 
 @pytest.mark.slow
-def test_general_knowledge_is_marked_when_allowed(corpus_settings, chat_model, embeddings):
+def test_general_knowledge_is_marked_when_allowed(corpus_settings, chat, embeddings):
     settings = with_overrides(corpus_settings, allow_general_knowledge=True, max_new_tokens=16)
-    answer = Engine(settings, llm=chat_model, embeddings=embeddings).ask("What is the capital of Peru?")
+    answer = Engine(settings, chat=chat, embedder=embeddings).ask("What is the capital of Peru?")
     assert answer.text.startswith("(General knowledge, not from your documents.)")
     assert answer.sources == [] and answer.grounded is False
 
 
 @pytest.mark.slow
-def test_ask_cli_json(corpus_settings, chat_model, embeddings, monkeypatch, capsys):
-    import app.backends
+def test_ask_cli_json(corpus_settings, chat, embeddings, monkeypatch, capsys):
+    import app.engine.chat
     from app.cli import main
 
     # The same real models the session loaded, instead of loading them a second time.
-    monkeypatch.setattr(app.backends, "make_llm", lambda settings: chat_model)
-    monkeypatch.setattr(app.backends, "make_embeddings", lambda settings: embeddings)
+    monkeypatch.setattr(app.engine.chat, "chat_backend", lambda settings: chat)
+    monkeypatch.setattr(app.engine.chat, "embedding_backend", lambda settings: embeddings)
     monkeypatch.setenv("DOCCHAT_DATA_DIR", str(corpus_settings.data_dir))
     monkeypatch.setenv("DOCCHAT_MAX_NEW_TOKENS", "32")
     assert main(["ask", "How long are nightly backups kept?", "--json"]) == 0
@@ -167,10 +167,10 @@ def test_ask_cli_json(corpus_settings, chat_model, embeddings, monkeypatch, caps
 
 
 def test_search_and_threads_cli(corpus_settings, embeddings, monkeypatch, capsys):
-    import app.backends
+    import app.engine.chat
     from app.cli import main
 
-    monkeypatch.setattr(app.backends, "make_embeddings", lambda settings: embeddings)
+    monkeypatch.setattr(app.engine.chat, "embedding_backend", lambda settings: embeddings)
     monkeypatch.setenv("DOCCHAT_DATA_DIR", str(corpus_settings.data_dir))
     assert main(["search", "descaling the coffee machine", "--k", "2", "--json"]) == 0
     record = json.loads(capsys.readouterr().out)

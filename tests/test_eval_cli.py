@@ -47,7 +47,7 @@ def indexed(tmp_path_factory, embeddings):
     qa.write_text("".join(json.dumps(item) + "\n" for item in QA))
     data = base / "data"
     settings = load_settings(env_file=None, data_dir=data)
-    summary = sync(settings, [base], embeddings=embeddings)
+    summary = sync(settings, [base], embedder=embeddings)
     assert not summary.failed
     return {"data": data, "qa": qa, "root": base}
 

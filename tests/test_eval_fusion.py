@@ -106,8 +106,8 @@ def query(**changes):
 def test_the_engine_retrieval_adds_keyword_hits_when_hybrid():
     from app.engine.retrieval import retrieve
 
-    dense_only = retrieve(query(hybrid=False), store=TinyStore(), embeddings=FakeEmbeddings()).hits
-    hybrid = retrieve(query(hybrid=True), store=TinyStore(), embeddings=FakeEmbeddings()).hits
+    dense_only = retrieve(query(hybrid=False), store=TinyStore(), embedder=FakeEmbeddings()).hits
+    hybrid = retrieve(query(hybrid=True), store=TinyStore(), embedder=FakeEmbeddings()).hits
     assert [h.chunk_id for h in dense_only] == [1, 2]
     assert [h.chunk_id for h in hybrid] == [2, 1, 3]  # chunk 3 only BM25 found
 
@@ -127,6 +127,26 @@ def test_a_query_word_no_chunk_has_raises_the_threshold():
     assert needed(text="set up Patroni", score_threshold=0.45) == 0.45  # margin 0: off
 
 
+def test_a_version_or_file_the_documents_never_mention_raises_the_bar():
+    from app.engine.relevance import UNKNOWN_VERSION_MARGIN, judge, name_like, versions
+
+    known = {"postgresql 15", "postgresql", "pg_hba.conf", "pg_hba"}
+
+    class Store(TinyStore):
+        def has_term(self, term, *, sources=None):
+            return term in known
+
+    def needed(text):
+        return judge(query(text=text, score_threshold=0.45, unknown_term_margin=0.1),
+                     [Hit(1, "unrelated text", 0.5)], Store()).needed
+
+    assert versions("What is new in PostgreSQL 17 and Git 2.45?") == ["postgresql 17", "git 2.45"]
+    assert name_like("Where does .gitlab-ci.yml go, next to pg_hba.conf?")[:2] == [".gitlab-ci.yml", "pg_hba.conf"]
+    assert needed("What is new in PostgreSQL 17?") == round(0.45 + UNKNOWN_VERSION_MARGIN, 4)
+    assert needed("Does PostgreSQL 15 read pg_hba.conf at start?") <= 0.45  # both are in the documents
+    assert needed("How do I write a .gitlab-ci.yml file?") == 0.55  # an unknown file name: a name
+
+
 def test_a_chunk_holding_the_question_words_lowers_the_bar():
     from app.engine.relevance import judge
 
@@ -143,7 +163,7 @@ def test_the_best_chunk_decides_abstention_and_the_floor_keeps_weaker_ones():
     from app.engine.retrieval import retrieve
 
     def hits(**changes):
-        found = retrieve(query(hybrid=True, **changes), store=TinyStore(), embeddings=FakeEmbeddings()).hits
+        found = retrieve(query(hybrid=True, **changes), store=TinyStore(), embedder=FakeEmbeddings()).hits
         return [h.chunk_id for h in found]
 
     # cosines: chunk 1 = 1.0, chunk 2 = 0.8, chunk 3 (BM25 only) = 0.0

@@ -78,7 +78,7 @@ def test_hostile_files_are_each_reported_and_the_rest_ingests(settings, docs, em
     (docs / os.fsdecode(b"bad\xffname.md")).write_text("# Bad name\n\nThe content is fine, the name is not.")
     (docs / "random.html").write_bytes(__import__("random").Random(7).randbytes(4096))
     (docs / "utf16.txt").write_bytes("Le café est ouvert le dimanche matin.".encode("utf-16"))
-    summary = sync(settings, [docs], embeddings=embeddings)
+    summary = sync(settings, [docs], embedder=embeddings)
     failed = dict(summary.failed)
     assert failed["bad\\xffname.md"] == "the file name is not valid UTF-8: rename the file"
     assert "binary content" in failed["random.html"]
@@ -96,7 +96,7 @@ def test_a_docx_inflating_150_fold_is_refused_at_once(settings, docs, embeddings
         archive.writestr("word/document.xml", "<w:p><w:r><w:t>x</w:t></w:r></w:p>" * 280_000)  # 9.5 MB
     assert (docs / "bomb.docx").stat().st_size < 200_000
     started = time.perf_counter()
-    summary = sync(settings, [docs], embeddings=embeddings)
+    summary = sync(settings, [docs], embedder=embeddings)
     assert "zip bomb" in dict(summary.failed)["bomb.docx"]
     assert time.perf_counter() - started < 30  # was a 60 s parse timeout on every sync
 
@@ -108,7 +108,7 @@ def test_a_second_ingest_runs_while_the_first_embeds_and_both_land(settings, doc
     monkeypatch.setenv("DOCCHAT_INGEST_LOCK_TIMEOUT_S", "0.2")
     assert main(["ingest", str(other)]) == 0  # needs the lock only to publish: free
     saved, summary = library.add_uploads(settings, [Upload("up.md", b"# Up\n\n" + paragraph("uploads").encode())],
-                                         embeddings=embeddings)  # so does an upload from the page
+                                         embedder=embeddings)  # so does an upload from the page
     assert summary.added == ["up.md"]
     out, err = child.communicate("go\n")
     assert out.startswith("DONE"), err[-2000:]
@@ -131,7 +131,7 @@ def test_two_cli_ingests_started_together_both_end_in_the_index(settings, tmp_pa
 @pytest.mark.parametrize("point", [pytest.param("copied", marks=pytest.mark.slow),
                                    pytest.param("vectors-written", marks=pytest.mark.slow), "manifest-written"])
 def test_full_rebuild_keeps_the_old_index_searchable_until_it_switches(settings, docs, tmp_path, embeddings, point):
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     before = contents(settings)
     child = start_paused_ingest(tmp_path, docs, point, full=True)
     assert contents(settings) == before  # searchable during the rebuild
@@ -141,13 +141,13 @@ def test_full_rebuild_keeps_the_old_index_searchable_until_it_switches(settings,
 
 
 def test_full_rebuild_repairs_a_current_pointer_replaced_by_a_folder(settings, docs, embeddings):
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     current = settings.index_path / layout.CURRENT
     current.unlink()
     current.mkdir()
     with pytest.raises(StoreError, match="is a folder"):
         Store.open(settings)
-    sync(settings, [docs], full=True, embeddings=embeddings)
+    sync(settings, [docs], full=True, embedder=embeddings)
     assert sources(settings) == {"alpha.md", "beta.md"}
 
 
@@ -161,14 +161,14 @@ def test_links_out_of_the_folder_are_not_followed_and_are_reported(settings, doc
     (docs / "gone.md").symlink_to(tmp_path / "missing.md")
     (docs / "etc").symlink_to(tmp_path)
     os.mkfifo(docs / "pipe.md")
-    summary = sync(settings, [docs], embeddings=embeddings)
+    summary = sync(settings, [docs], embedder=embeddings)
     skipped = dict(summary.skipped)
     assert "outside the ingested folder" in skipped["passwd.txt"] and "DOCCHAT_FOLLOW_EXTERNAL_SYMLINKS" in skipped["passwd.txt"]
     assert "loop" in skipped["loop.md"] and "broken" in skipped["gone.md"]
     assert "folder" in skipped["etc"] and "FIFO" in skipped["pipe.md"]
     assert sources(settings) == {"alpha.md", "alias.md", "beta.md"}
     allowed = with_overrides(settings, follow_external_symlinks=True)
-    assert "passwd.txt" in sync(allowed, [docs], embeddings=embeddings).added
+    assert "passwd.txt" in sync(allowed, [docs], embedder=embeddings).added
 
 
 def test_removing_a_linked_document_never_deletes_the_link_target(settings, tmp_path, embeddings):
@@ -177,7 +177,7 @@ def test_removing_a_linked_document_never_deletes_the_link_target(settings, tmp_
     settings.docs_path.mkdir(parents=True)
     (settings.docs_path / "own.md").write_text("# Own\n\n" + paragraph("uploaded things", 2))
     (settings.docs_path / "link.md").symlink_to(settings.docs_path / "own.md")
-    library.sync_folder(settings, embeddings=embeddings)
+    library.sync_folder(settings, embedder=embeddings)
     assert sources(settings) == {"own.md", "link.md"}
     assert library.remove(settings, "link.md", str(settings.docs_path)) is True
     assert (settings.docs_path / "own.md").is_file() and not (settings.docs_path / "link.md").is_symlink()
@@ -220,7 +220,7 @@ DAMAGE = {
 @pytest.mark.timeout(60)
 @pytest.mark.parametrize("damage", list(DAMAGE))
 def test_every_kind_of_damage_is_refused_with_one_message_and_the_fix(settings, docs, embeddings, capsys, damage):
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     key = settings.data_path / layout.KEY_FILE
     DAMAGE[damage](settings.index_path, layout.current_generation(settings.index_path), key)
     with pytest.raises(StoreError) as error:
@@ -232,18 +232,18 @@ def test_every_kind_of_damage_is_refused_with_one_message_and_the_fix(settings, 
     if damage.startswith("key"):
         assert f"Delete {key}" in error.value.fix
         shutil.rmtree(key) if key.is_dir() else key.unlink()
-    sync(settings, [docs], full=True, embeddings=embeddings)  # the fix works
+    sync(settings, [docs], full=True, embedder=embeddings)  # the fix works
     assert sources(settings) == {"alpha.md", "beta.md"}
 
 
 def test_an_older_signed_generation_put_back_is_refused(settings, docs, tmp_path, embeddings):
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     old = layout.current_generation(settings.index_path)
     saved = tmp_path / "saved-generation"
     shutil.copytree(old, saved)
     (docs / "beta.md").unlink()
-    sync(settings, [docs], embeddings=embeddings)
-    sync(settings, [write_docs(tmp_path / "more", {"c.md": paragraph("more", 2)})], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
+    sync(settings, [write_docs(tmp_path / "more", {"c.md": paragraph("more", 2)})], embedder=embeddings)
     assert not old.exists()
     shutil.copytree(saved, old)  # the stale copy, signature intact, made current again
     (settings.index_path / layout.CURRENT).write_text(old.name)
@@ -258,7 +258,7 @@ def test_an_older_signed_generation_put_back_is_refused(settings, docs, tmp_path
 
 # -- 5. readers keep what they opened ----------------------------------------------------------
 def test_a_reader_overtaken_by_two_commits_opens_the_newest(settings, docs, embeddings, monkeypatch):
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     real = layout.current_generation
     calls = []
 
@@ -269,7 +269,7 @@ def test_a_reader_overtaken_by_two_commits_opens_the_newest(settings, docs, embe
             for n in (1, 2):
                 (docs / f"beta-{n}.md").write_bytes((docs / ("beta.md" if n == 1 else "beta-1.md")).read_bytes())
                 (docs / ("beta.md" if n == 1 else "beta-1.md")).unlink()
-                sync(settings, [docs], embeddings=embeddings)  # a rename: no embedding
+                sync(settings, [docs], embedder=embeddings)  # a rename: no embedding
         return found
 
     monkeypatch.setattr(layout, "current_generation", current_then_two_commits)
@@ -279,7 +279,7 @@ def test_a_reader_overtaken_by_two_commits_opens_the_newest(settings, docs, embe
 
 
 def test_readers_opening_while_a_writer_commits_never_see_damage(settings, docs, embeddings):
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     errors, done = [], threading.Event()
 
     def read():
@@ -298,7 +298,7 @@ def test_readers_opening_while_a_writer_commits_never_see_damage(settings, docs,
         for n in range(12):  # renames: a commit each, no embedding
             old, new = ("beta.md", "beta-x.md") if n % 2 == 0 else ("beta-x.md", "beta.md")
             (docs / old).rename(docs / new)
-            assert sync(settings, [docs], embeddings=embeddings).generation is not None
+            assert sync(settings, [docs], embedder=embeddings).generation is not None
     finally:
         done.set()
         for reader in readers:
@@ -317,7 +317,7 @@ def test_upload_names_keep_their_extension_and_a_readable_stem_in_any_script(nam
 
 def test_unsupported_and_skipped_uploads_are_listed_not_silently_kept(settings, embeddings):
     saved, summary = library.add_uploads(settings, [Upload("报告.md", b"# Report\n\n" + paragraph("reports").encode()),
-                                                    Upload("photo.heic", b"\x00\x01")], embeddings=embeddings)
+                                                    Upload("photo.heic", b"\x00\x01")], embedder=embeddings)
     assert [p.name for p in saved.saved] == ["报告.md"] and summary.added == ["报告.md"]
     [(name, reason)] = saved.rejected
     assert name == "photo.heic" and "cannot read .heic files" in reason
@@ -339,7 +339,7 @@ def test_downloads_serve_only_indexed_files_and_never_raise(tmp_path):
 
 @pytest.mark.slow
 def test_search_piped_into_head_ends_quietly(settings, docs, embeddings):
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     env = {**os.environ, "DOCCHAT_DATA_DIR": str(settings.data_path)}
     run = subprocess.run(f"{sys.executable} -m app.cli search --all --k 20 lakes | head -c 1", shell=True, env=env,
                          cwd=Path(__file__).parent.parent, capture_output=True, text=True, timeout=300)
@@ -353,10 +353,10 @@ def test_save_uploads_refuses_unsupported_types_before_writing(tmp_path):
 
 
 def test_ingest_refuses_a_damaged_pointer_with_a_printable_message(settings, docs, embeddings):
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     (settings.index_path / layout.CURRENT).write_bytes(b"\x00" * 10)
     with pytest.raises(StoreError) as error:
-        sync(settings, [docs], embeddings=embeddings)
+        sync(settings, [docs], embedder=embeddings)
     assert json.dumps(str(error.value))  # printable: no raw bytes in the message
 
 
@@ -365,7 +365,7 @@ def test_ingest_refuses_a_damaged_pointer_with_a_printable_message(settings, doc
 def test_the_page_shows_the_same_damage_message_and_fix_without_hanging(settings, docs, embeddings, damage):
     from tests.test_ui_page import page, texts
 
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     DAMAGE[damage](settings.index_path, layout.current_generation(settings.index_path), None)
     at = page()
     shown = texts(at)

@@ -27,23 +27,23 @@ from ingest.sync import remove_document, sync
 from vectorstore import Store, layout
 
 
-class CountingEmbeddings:
-    """The real embedding model, counting how many texts (and calls) it is asked to embed."""
+class CountingEmbedder:
+    """The real embedding backend, counting how many texts it is asked to embed."""
 
-    def __init__(self, embeddings):
-        self.embeddings = embeddings
+    def __init__(self, backend):
+        self.backend = backend
         self.texts = 0
         self.calls = 0
 
-    def embed_documents(self, texts):
+    def embed(self, texts):
         self.calls += 1
         self.texts += len(texts)
-        return self.embeddings.embed_documents(texts)
+        return self.backend.embed(texts)
 
 
 @pytest.fixture
 def counting(embeddings):
-    return CountingEmbeddings(embeddings)
+    return CountingEmbedder(embeddings)
 
 
 def paragraph(topic: str, n: int = 1) -> str:
@@ -73,10 +73,10 @@ def docs(tmp_path):
 
 
 def test_first_sync_adds_everything_and_a_second_embeds_nothing(settings, docs, counting):
-    first = sync(settings, [docs], embeddings=counting)
+    first = sync(settings, [docs], embedder=counting)
     assert sorted(first.added) == ["alpha.md", "beta.md", "sub/gamma.txt"]
     assert counting.texts == first.chunks_added == len(Store.open(settings)) > 0
-    second = sync(settings, [docs], embeddings=counting)
+    second = sync(settings, [docs], embedder=counting)
     assert sorted(second.unchanged) == sorted(first.added)
     assert counting.texts == first.chunks_added and second.generation is None  # nothing embedded, nothing written
 
@@ -84,7 +84,7 @@ def test_first_sync_adds_everything_and_a_second_embeds_nothing(settings, docs, 
 def test_unchanged_corpus_over_three_batches_is_neither_read_nor_embedded(settings, tmp_path, counting, monkeypatch):
     settings = with_overrides(settings, embed_batch_size=4)
     docs = write_docs(tmp_path / "many", {f"doc{i:02d}.md": f"# Doc {i}\n\n{paragraph(f'topic {i}', 2)}" for i in range(14)})
-    first = sync(settings, [docs], embeddings=counting)
+    first = sync(settings, [docs], embedder=counting)
     assert first.chunks_added > 3 * 4
     assert counting.calls >= 1
     calls_before, texts_before = counting.calls, counting.texts
@@ -92,28 +92,28 @@ def test_unchanged_corpus_over_three_batches_is_neither_read_nor_embedded(settin
     reads = []
     monkeypatch.setattr(sync_module, "file_sha256", lambda path: reads.append(path))
     monkeypatch.setattr(sync_module, "_parse_file", lambda parser, change: reads.append(change))
-    again = sync(settings, [docs], embeddings=counting)
+    again = sync(settings, [docs], embedder=counting)
     assert len(again.unchanged) == 14 and reads == []
     assert (counting.calls, counting.texts) == (calls_before, texts_before)
 
 
 def test_touched_file_with_same_content_is_not_embedded_and_not_hashed_again(settings, docs, counting, monkeypatch):
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     before = counting.texts
     os.utime(docs / "alpha.md", ns=(1_000_000_000, 1_000_000_000))
-    touched = sync(settings, [docs], embeddings=counting)
+    touched = sync(settings, [docs], embedder=counting)
     assert "alpha.md" in touched.unchanged and counting.texts == before
     hashed = []
     monkeypatch.setattr(sync_module, "file_sha256", lambda path: hashed.append(path))
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     assert hashed == []
 
 
 def test_new_file_is_added_alone(settings, docs, counting):
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     before = counting.texts
     write_docs(docs, {"delta.md": "# Delta\n\n" + paragraph("river deltas")})
-    summary = sync(settings, [docs], embeddings=counting)
+    summary = sync(settings, [docs], embedder=counting)
     assert summary.added == ["delta.md"] and summary.chunks_added == counting.texts - before == 1
 
 
@@ -121,11 +121,11 @@ def test_changed_file_replaces_its_chunks_and_reuses_unchanged_ones(settings, tm
     settings = with_overrides(settings, chunk_size=200, chunk_overlap=0)
     docs = write_docs(tmp_path / "docs", {"long.md": "# Long\n\n## One\n\nOld first section about parrots.\n\n"
                                                      "## Two\n\n" + paragraph("owls") + "\n\n## Three\n\n" + paragraph("eagles")})
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     before = counting.texts
     (docs / "long.md").write_text((docs / "long.md").read_text().replace("Old first section about parrots",
                                                                           "New first section about penguins"))
-    summary = sync(settings, [docs], embeddings=counting)
+    summary = sync(settings, [docs], embedder=counting)
     assert summary.updated == ["long.md"]
     assert counting.texts - before == 1  # only the changed chunk is embedded again
     store = Store.open(settings)
@@ -136,9 +136,9 @@ def test_changed_file_replaces_its_chunks_and_reuses_unchanged_ones(settings, tm
 
 
 def test_deleted_file_leaves_the_index(settings, docs, counting, embeddings):
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     (docs / "beta.md").unlink()
-    summary = sync(settings, [docs], embeddings=counting)
+    summary = sync(settings, [docs], embedder=counting)
     assert summary.deleted == ["beta.md"] and summary.chunks_deleted > 0
     store = Store.open(settings)
     assert "beta.md" not in {d.source for d in store.documents()}
@@ -147,12 +147,12 @@ def test_deleted_file_leaves_the_index(settings, docs, counting, embeddings):
 
 
 def test_renamed_file_keeps_its_vectors(settings, docs, counting, embeddings):
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     before_texts, before_store = counting.texts, Store.open(settings)
     old_vectors = before_store.vectors([h.chunk_id for h in before_store.chunks_of("beta.md")])
     (docs / "archive").mkdir()
     (docs / "beta.md").rename(docs / "archive" / "bees.md")
-    summary = sync(settings, [docs], embeddings=counting)
+    summary = sync(settings, [docs], embedder=counting)
     assert summary.renamed == [("beta.md", "archive/bees.md")] and not summary.added and not summary.deleted
     assert counting.texts == before_texts  # zero re-embedded
     store = Store.open(settings)
@@ -165,30 +165,30 @@ def test_renamed_file_keeps_its_vectors(settings, docs, counting, embeddings):
 
 def test_syncing_one_folder_never_touches_another(settings, docs, tmp_path, counting):
     other = write_docs(tmp_path / "other", {"alpha.md": "# Other alpha\n\n" + paragraph("other things")})
-    sync(settings, [docs], embeddings=counting)
-    sync(settings, [other], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
+    sync(settings, [other], embedder=counting)
     (docs / "alpha.md").unlink()
-    summary = sync(settings, [docs], embeddings=counting)
+    summary = sync(settings, [docs], embedder=counting)
     assert summary.deleted == ["alpha.md"]
     roots = {(d.root, d.source) for d in Store.open(settings).documents()}
     assert (str(other), "alpha.md") in roots and (str(docs), "alpha.md") not in roots
 
 
 def test_include_and_exclude_limit_what_a_run_looks_at(settings, docs, counting):
-    summary = sync(settings, [docs], include=["*.md"], exclude=["beta*"], embeddings=counting)
+    summary = sync(settings, [docs], include=["*.md"], exclude=["beta*"], embedder=counting)
     assert summary.added == ["alpha.md"]
-    everything = sync(settings, [docs], embeddings=counting)
+    everything = sync(settings, [docs], embedder=counting)
     assert sorted(everything.added) == ["beta.md", "sub/gamma.txt"]
     (docs / "alpha.md").unlink()
-    narrow = sync(settings, [docs], include=["*.txt"], embeddings=counting)
+    narrow = sync(settings, [docs], include=["*.txt"], embedder=counting)
     assert narrow.deleted == []  # alpha.md is outside this run's scope: left as it is
     assert "alpha.md" in {d.source for d in Store.open(settings).documents()}
 
 
 def test_full_rebuilds_from_scratch(settings, docs, counting):
-    first = sync(settings, [docs], embeddings=counting)
+    first = sync(settings, [docs], embedder=counting)
     old_ids = {h.chunk_id for d in Store.open(settings).documents() for h in Store.open(settings).chunks_of(d.source)}
-    full = sync(settings, [docs], full=True, embeddings=counting)
+    full = sync(settings, [docs], full=True, embedder=counting)
     assert sorted(full.added) == sorted(first.added) and counting.texts == 2 * first.chunks_added
     new_ids = {h.chunk_id for h in Store.open(settings).chunks_of("alpha.md")}
     assert new_ids.isdisjoint(old_ids)  # ids are allocated afresh, never reused
@@ -197,7 +197,7 @@ def test_full_rebuilds_from_scratch(settings, docs, counting):
 def test_full_with_another_model_re_embeds_and_records_it(settings, docs, counting):
     from app.backends.huggingface import embedding_model_path
 
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     other = with_overrides(settings, embedding_model=embedding_model_path(settings.embedding_model_name))
     with pytest.raises(StoreError, match="--full"):
         Store.open(other)
@@ -206,25 +206,25 @@ def test_full_with_another_model_re_embeds_and_records_it(settings, docs, counti
 
 
 def test_dry_run_lists_changes_and_writes_nothing(settings, docs, counting):
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     generation = Store.open(settings).generation
     (docs / "alpha.md").write_text("# Alpha\n\nrewritten " + paragraph("new"))
     (docs / "sub/gamma.txt").unlink()
     write_docs(docs, {"new.md": "# New\n\n" + paragraph("novelty")})
     before = counting.texts
-    summary = sync(settings, [docs], dry_run=True, embeddings=counting)
+    summary = sync(settings, [docs], dry_run=True, embedder=counting)
     assert (summary.added, summary.updated, summary.deleted) == (["new.md"], ["alpha.md"], ["sub/gamma.txt"])
     assert counting.texts == before and Store.open(settings).generation == generation
 
 
 def test_remove_document_for_the_ui(settings, docs, counting):
-    sync(settings, [docs], embeddings=counting)
+    sync(settings, [docs], embedder=counting)
     assert remove_document(settings, "beta.md") > 0
     assert "beta.md" not in {d.source for d in Store.open(settings).documents()}
     with pytest.raises(Exception, match="not in the index"):
         remove_document(settings, "beta.md")
     # The file is still in the folder, so the next sync of the folder brings it back.
-    assert sync(settings, [docs], embeddings=counting).added == ["beta.md"]
+    assert sync(settings, [docs], embedder=counting).added == ["beta.md"]
 
 
 # -- the CLI ----------------------------------------------------------------------------------
@@ -233,7 +233,7 @@ def shared_model(monkeypatch, embeddings):
     """The CLI builds its own embeddings; hand it the session's already-loaded real model."""
     import app.backends
 
-    monkeypatch.setattr(app.backends, "make_embeddings", lambda settings: embeddings)
+    monkeypatch.setattr(app.backends, "embedding_backend", lambda settings: embeddings)
 
 
 def test_cli_prints_a_summary_and_json(docs, capsys, shared_model):
@@ -306,7 +306,7 @@ def before_and_after(settings, docs, embeddings, tmp_path, *, new_text: bool = F
     Without `new_text` the changes (a delete, a rename, a touch) need no embedding, so the child
     ingest that is killed does not have to load the model: the write path is the same.
     """
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     before = contents(settings)
     (docs / "beta.md").unlink()
     (docs / "sub" / "gamma.txt").rename(docs / "sub" / "gamma-2.txt")
@@ -314,7 +314,7 @@ def before_and_after(settings, docs, embeddings, tmp_path, *, new_text: bool = F
     if new_text:
         write_docs(docs, {"epsilon.md": "# Epsilon\n\n" + paragraph("small numbers")})
     clean = with_overrides(settings, index_dir=tmp_path / "clean-index")
-    sync(clean, [docs], embeddings=embeddings)
+    sync(clean, [docs], embedder=embeddings)
     return before, contents(clean)
 
 
@@ -324,7 +324,7 @@ def kill_at(point: str, settings, docs, tmp_path, embeddings, *, new_text: bool 
     os.kill(child.pid, signal.SIGKILL)
     child.communicate()
     assert contents(settings) == (before if survivor == "before" else after)
-    sync(settings, [docs], embeddings=embeddings)  # the next ingest finishes the job and cleans up
+    sync(settings, [docs], embedder=embeddings)  # the next ingest finishes the job and cleans up
     assert contents(settings) == after
     generations = sorted(p.name for p in settings.index_path.glob("gen-*"))  # killed writes' folders removed:
     assert generations[-1] == layout.current_generation(settings.index_path).name  # the live one, and

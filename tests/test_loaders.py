@@ -112,7 +112,7 @@ def every_format(tmp_path_factory, embeddings):
     base = tmp_path_factory.mktemp("every")
     settings = load_settings(env_file=None, data_dir=base / "data")
     folder = write_every_format(base / "docs")
-    summary = sync(settings, [folder], embeddings=embeddings)
+    summary = sync(settings, [folder], embedder=embeddings)
     return settings, folder, summary, Store.open(settings)
 
 
@@ -192,9 +192,9 @@ def test_embed_headings_prefixes_only_the_embedded_text(settings, embeddings, tm
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "garden.md").write_text(MARKDOWN)
-    on = sync(settings, [docs], embeddings=embeddings)
+    on = sync(settings, [docs], embedder=embeddings)
     off_settings = with_overrides(settings, embed_headings=False, index_dir=tmp_path / "plain-index")
-    off = sync(off_settings, [docs], embeddings=embeddings)
+    off = sync(off_settings, [docs], embedder=embeddings)
     with_context, plain = Store.open(settings), Store.open(off_settings)
     assert on.chunks_added == off.chunks_added
     rain_on = next(h for h in with_context.chunks_of("garden.md") if "rain barrels" in h.text)
@@ -235,7 +235,7 @@ def test_each_bad_file_is_reported_with_its_reason_and_the_rest_ingested(setting
     _zip_bomb_docx(docs / "bomb.docx")
     (docs / "huge.txt").write_text("x" * 300_000)
 
-    summary = sync(with_overrides(settings, max_file_mb=0.2), [docs], embeddings=embeddings)
+    summary = sync(with_overrides(settings, max_file_mb=0.2), [docs], embedder=embeddings)
 
     reasons = dict(summary.failed)
     assert summary.added == ["good.md"]

@@ -18,7 +18,7 @@ from mcp import Client, StdioServerParameters
 from mcp.client.streamable_http import streamable_http_client
 
 from app.config import with_overrides
-from tests.service import LoopbackServer, ScriptedChat, library  # noqa: F401
+from tests.service import LoopbackServer, library, scripted  # noqa: F401
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 API_KEY = "mcp-test-key-7f3a"
@@ -86,7 +86,7 @@ def http_server(settings, embeddings) -> LoopbackServer:
     from app.mcp.cli import MCP_PATH, http_app
     from app.mcp.server import build_server
 
-    server = build_server(Engine(settings, llm=ScriptedChat(), embeddings=embeddings))
+    server = build_server(Engine(settings, chat=scripted(settings), embedder=embeddings))
     return LoopbackServer(http_app(server, settings, "127.0.0.1"), ready_path=MCP_PATH)
 
 
@@ -124,7 +124,7 @@ def test_resource_path_tricks_and_unknown_documents_are_errors(library, embeddin
     from app.mcp.server import build_server
 
     async def read():
-        async with Client(build_server(Engine(library, llm=ScriptedChat(), embeddings=embeddings))) as client:
+        async with Client(build_server(Engine(library, chat=scripted(library), embedder=embeddings))) as client:
             try:
                 return await client.read_resource(uri)
             except MCPError as error:

@@ -32,16 +32,16 @@ class TestDocchatRetrieverStandard(RetrieversIntegrationTests):
 
 
 def test_it_ranks_as_the_engine_does(library, embeddings):
-    retriever = DocchatRetriever(settings=library, embeddings=embeddings)
+    retriever = DocchatRetriever(settings=library, embeddings=embeddings.embeddings)
     docs = retriever.invoke("How often is the coffee machine descaled?")
-    engine_sources = Engine(library, embeddings=embeddings).search("How often is the coffee machine descaled?")
+    engine_sources = Engine(library, embedder=embeddings).search("How often is the coffee machine descaled?")
     assert [d.metadata["source"] for d in docs] == [s.source for s in engine_sources]
     assert docs[0].metadata["source"] == "coffee.md" and "6 weeks" in docs[0].page_content
     assert docs[0].metadata["score"] >= library.score_threshold and docs[0].metadata["chunk_id"] is not None
 
 
 def test_filters_restrict_to_documents(library, embeddings):
-    retriever = DocchatRetriever(settings=library, embeddings=embeddings, sources=["ops/"], score_threshold=-1)
+    retriever = DocchatRetriever(settings=library, embeddings=embeddings.embeddings, sources=["ops/"], score_threshold=-1)
     assert {d.metadata["source"] for d in retriever.invoke("coffee machine")} <= {
         "ops/backups.txt", "ops/restores.md", "ops/retention.md"}
     only_git = retriever.invoke("coffee machine", sources=["git-branches.md"])
@@ -49,10 +49,10 @@ def test_filters_restrict_to_documents(library, embeddings):
 
 
 def test_an_unrelated_question_retrieves_nothing(library, embeddings):
-    assert DocchatRetriever(settings=library, embeddings=embeddings).invoke("What is the capital of Peru?") == []
+    assert DocchatRetriever(settings=library, embeddings=embeddings.embeddings).invoke("What is the capital of Peru?") == []
 
 
 def test_it_composes_in_a_chain(library, embeddings):
-    chain = DocchatRetriever(settings=library, embeddings=embeddings, k=1) | RunnableLambda(
+    chain = DocchatRetriever(settings=library, embeddings=embeddings.embeddings, k=1) | RunnableLambda(
         lambda docs: " / ".join(d.metadata["source"] for d in docs))
     assert chain.invoke("When do nightly backups run?") == "ops/backups.txt"

@@ -23,7 +23,7 @@ def sample_index(tmp_path_factory, embeddings):
     docs = root / "documents"
     shutil.copytree(SAMPLES, docs, ignore=shutil.ignore_patterns("*.py", "*.jsonl", "__pycache__"))
     settings = Settings(_env_file=None, data_dir=root / "data", model_cache_dir=root / "models")
-    summary = sync(settings, [docs], embeddings=embeddings)
+    summary = sync(settings, [docs], embedder=embeddings)
     store = Store.open(settings)
     yield summary, store, settings
     store.close()
@@ -60,7 +60,7 @@ def test_make_samples_regenerates_the_binary_samples(tmp_path):
 
 
 @pytest.mark.slow
-def test_every_question_of_the_guide_and_faq_is_answered_not_refused(sample_index, embeddings, chat_model,
+def test_every_question_of_the_guide_and_faq_is_answered_not_refused(sample_index, embeddings, chat,
                                                                      model_cache_dir):
     """samples/questions.jsonl: the guide's and the FAQ's questions, asked end to end with the
     packaged SmolLM2. Each gets an answer from the right document (the model's, checked, or
@@ -73,7 +73,7 @@ def test_every_question_of_the_guide_and_faq_is_answered_not_refused(sample_inde
 
     _, store, settings = sample_index
     settings = with_overrides(settings, model_cache_dir=model_cache_dir, temperature=0.0, max_new_tokens=96)
-    engine = Engine(settings, llm=chat_model, embeddings=embeddings, store=store)
+    engine = Engine(settings, chat=chat, embedder=embeddings, store=store)
     refused, wrong_source, garbled = [], [], []
     for item in load_items(SAMPLES / "questions.jsonl"):
         answer = engine.ask(item.question)

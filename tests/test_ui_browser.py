@@ -50,7 +50,7 @@ def indexed(settings, embeddings):
     settings.docs_path.mkdir(parents=True)
     for name, text in CORPUS.items():
         (settings.docs_path / name).write_text(text)
-    assert len(sync(settings, embeddings=embeddings).added) == len(CORPUS)
+    assert len(sync(settings, embedder=embeddings).added) == len(CORPUS)
     return settings
 
 

@@ -30,7 +30,7 @@ def index(settings, embeddings, tmp_path):
     for name, text in DOCS.items():
         (docs / name).parent.mkdir(parents=True, exist_ok=True)
         (docs / name).write_text(text)
-    sync(settings, [docs], embeddings=embeddings)
+    sync(settings, [docs], embedder=embeddings)
     return settings, docs
 
 
@@ -80,6 +80,8 @@ def test_has_term_tells_whether_any_chunk_has_a_word(index):
     assert not store.has_term("patroni")
     assert not store.has_term("licence", sources=["guides/"])
     assert not store.has_term('"; DROP TABLE chunks; --') and not store.has_term("")
+    assert store.has_term("quarterly budget") and store.has_term("Quarterly-Budget")  # a phrase ...
+    assert not store.has_term("budget quarterly")  # ... in that order, side by side
 
 
 def test_vectors_documents_and_chunks_of(index, embeddings):
@@ -163,8 +165,8 @@ def test_full_rebuild_repairs_a_damaged_index(index, embeddings):
     settings, docs = index
     (_gen_dir(settings) / layout.DATABASE).write_bytes(b"garbage")
     with pytest.raises(StoreError):
-        sync(settings, [docs], embeddings=embeddings)  # refuses to build on a damaged base
-    summary = sync(settings, [docs], full=True, embeddings=embeddings)
+        sync(settings, [docs], embedder=embeddings)  # refuses to build on a damaged base
+    summary = sync(settings, [docs], full=True, embedder=embeddings)
     assert len(summary.added) == 4
     assert len(Store.open(settings)) == 4
     # The live generation, and the one before it, kept for readers that opened it a moment ago.

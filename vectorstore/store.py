@@ -238,12 +238,13 @@ class Store:
         rows = sorted(rows, key=lambda row: row["rank"])[:k]
         return self._hits([(row["id"], -float(row["rank"])) for row in rows])
 
-    def has_term(self, word: str, *, sources: list[str] | None = None) -> bool:
-        """Whether any chunk (of ``sources``, if given) contains ``word``; no ranking, so cheap."""
-        words = _WORD.findall(word.lower())
+    def has_term(self, term: str, *, sources: list[str] | None = None) -> bool:
+        """Whether any chunk (of ``sources``, if given) contains ``term``: a word, or several as a
+        phrase (those words, in that order, side by side); no ranking, so cheap."""
+        words = _WORD.findall(term.lower())
         if not words:
             return False
-        return bool(self._fts(" ".join(f'"{w}"' for w in words), sources, "1", "LIMIT 1", []))
+        return bool(self._fts('"' + " ".join(words) + '"', sources, "1", "LIMIT 1", []))
 
     def _fts(self, match: str, sources: list[str] | None, columns: str, tail: str, extra: list) -> list:
         """One FTS5 query per segment (each has its own index), live chunks only."""

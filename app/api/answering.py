@@ -47,7 +47,7 @@ class Answering:
             with self._reopen:
                 old = self.engine
                 if old.store.path != live:
-                    self.engine = type(old)(old.settings, llm=old.llm, embeddings=old.embeddings)
+                    self.engine = type(old)(old.settings, chat=old.chat, embedder=old.embedder)
         return self.engine
 
     def turn(self, question: str, *, history: list[tuple[str, str]] = (), thread_id: str | None = None,

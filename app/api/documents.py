@@ -76,7 +76,7 @@ def upload(engine, files: list[tuple[str, bytes]]) -> dict:
     # Refused before saving: a file docchat cannot read has no business in the documents folder.
     unreadable = [name for name, _ in files if format_of(PurePosixPath(name.replace("\\", "/"))) is None]
     wanted = [Upload(name, data) for name, data in files if name not in unreadable]
-    saved, summary = add_uploads(settings, wanted, embeddings=engine.embeddings)
+    saved, summary = add_uploads(settings, wanted, embedder=engine.embedder)
     kinds = " ".join(sorted(SUPPORTED))
     rejected = saved.rejected + [(name, f"unsupported file type (docchat reads {kinds})") for name in unreadable]
     return {

@@ -1,43 +1,36 @@
-"""Backend registry: one module per provider, each exposing the same three functions.
+"""Backend registry: one module per provider, each defining the same two classes.
 
-    make_llm(settings) -> langchain_core.language_models.BaseChatModel
-    make_embeddings(settings) -> langchain_core.embeddings.Embeddings
-    check(settings) -> list[Check]   # what `docchat doctor` shows for this backend
+    Chat(settings)      -> ChatBackend       (app.backends.contract)
+    Embedding(settings) -> EmbeddingBackend
 
-Modules are imported only when used, so torch, transformers and the provider clients stay
-out of `docchat --help` and out of processes that never touch them.
+``chat_backend(settings)`` and ``embedding_backend(settings)`` pick the provider the settings
+name (DOCCHAT_LLM_BACKEND, DOCCHAT_EMBEDDING_BACKEND). Modules are imported only when used,
+so torch, transformers and the provider clients stay out of `docchat --help` and out of
+processes that never touch them.
 """
 
 from __future__ import annotations
 
 import importlib
-from dataclasses import dataclass
 from types import ModuleType
 from typing import TYPE_CHECKING
 
+from app.backends.contract import Capabilities, ChatBackend, Check, EmbeddingBackend, Options
 from app.errors import BackendError
 
 if TYPE_CHECKING:
-    from langchain_core.embeddings import Embeddings
-    from langchain_core.language_models import BaseChatModel
-
     from app.config import Settings
+
+__all__ = [
+    "BACKENDS", "Capabilities", "ChatBackend", "Check", "EmbeddingBackend", "Options",
+    "backend_module", "chat_backend", "check", "embedding_backend",
+]  # fmt: skip
 
 BACKENDS = {
     "huggingface": "app.backends.huggingface",
     "ollama": "app.backends.ollama",
     "openai": "app.backends.openai",
 }
-
-
-@dataclass(frozen=True)
-class Check:
-    """One line of `docchat doctor`: what was checked, what was found, and the fix if it failed."""
-
-    name: str
-    ok: bool
-    detail: str
-    fix: str | None = None
 
 
 def backend_module(name: str) -> ModuleType:
@@ -50,11 +43,24 @@ def backend_module(name: str) -> ModuleType:
     return importlib.import_module(BACKENDS[name])
 
 
-def make_llm(settings: "Settings") -> "BaseChatModel":
-    """The chat model the settings name, ready to invoke and stream."""
-    return backend_module(settings.llm_backend).make_llm(settings)
+def chat_class(settings: "Settings") -> type[ChatBackend]:
+    return backend_module(settings.llm_backend).Chat
 
 
-def make_embeddings(settings: "Settings") -> "Embeddings":
-    """The embedding model the settings name; vectors come back L2-normalised."""
-    return backend_module(settings.embedding_backend).make_embeddings(settings)
+def embedding_class(settings: "Settings") -> type[EmbeddingBackend]:
+    return backend_module(settings.embedding_backend).Embedding
+
+
+def chat_backend(settings: "Settings", *, model=None) -> ChatBackend:
+    """The chat backend the settings name (``model``: an already built LangChain chat model)."""
+    return chat_class(settings)(settings, model=model)
+
+
+def embedding_backend(settings: "Settings", *, model=None) -> EmbeddingBackend:
+    """The embedding backend the settings name (``model``: already built LangChain embeddings)."""
+    return embedding_class(settings)(settings, model=model)
+
+
+def check(settings: "Settings") -> list[Check]:
+    """Doctor lines of both backends (a server both use is checked once)."""
+    return list(dict.fromkeys(chat_backend(settings).check() + embedding_backend(settings).check()))

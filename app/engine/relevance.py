@@ -10,12 +10,14 @@ to 0.45, the PostgreSQL docs' 0.5 to 0.8). So the decision weighs three kinds of
 * names the documents never use: a question naming something no chunk contains ("Patroni",
   "MongoDB", "innodb_buffer_pool_size") is very likely about something else, however close
   its embedding lands. Only name-like words count (capitalised inside the question, or with a
-  digit or underscore): on a small corpus plenty of plain words ("stored", "long") appear in
-  no chunk, and they say nothing.
+  digit or underscore, and file names such as ".gitlab-ci.yml"): on a small corpus plenty of
+  plain words ("stored", "long") appear in no chunk, and they say nothing;
+* versions the documents never mention ("PostgreSQL 17" asked of the PostgreSQL 15 docs).
 
 The best chunk must reach ``score_threshold``, lowered by up to ``keyword_relief`` as the
 keyword coverage rises from a quarter of the question's words to ``min_keyword_coverage``.
-A question naming an unknown name gets no relief and needs ``unknown_term_margin`` more.
+A question naming an unknown name gets no relief and needs ``unknown_term_margin`` more; one
+naming an unknown version needs UNKNOWN_VERSION_MARGIN more.
 Figures behind the defaults: bench/abstention.py, bench/RESULTS-answers.md.
 """
 
@@ -28,11 +30,18 @@ from app.engine.attribution import content_words
 
 # Chunks examined for keyword coverage: the best few by score, where the answer would be.
 COVERAGE_DEPTH = 5
+# A version the documents never mention ("PostgreSQL 17" asked of the 15 docs) is a stronger
+# sign than an unknown name: what the question asks about is very likely not covered, however
+# close the rest of its words land. PostgreSQL's "What new features were added in PostgreSQL
+# 17?" scored 0.70 (bench/abstention.py); git's "What's new in Git 2.45?" 0.61.
+UNKNOWN_VERSION_MARGIN = 0.3
 # Coverage below this share earns no relief: one shared common word is no evidence.
 NO_RELIEF_BELOW = 0.25
 _SUFFIXES = ("ing", "ed", "es", "s", "ly")
 _TOKEN = re.compile(r"[\w.]*\w")
 _STOP = frozenset("me my mine our ours us i".split())
+_FILE_NAME = re.compile(r"(?<![\w.])\.?[A-Za-z][\w.-]*\.[a-z]{2,4}\b")
+_VERSION = re.compile(r"\b([A-Z][\w+#-]*[A-Za-z])\s+v?(\d+(?:\.\d+)*)\b")
 
 
 @dataclass(frozen=True)
@@ -69,8 +78,9 @@ def keyword_coverage(question: str, chunks: list[str]) -> float:
 
 def name_like(query: str) -> list[str]:
     """The words of ``query`` that look like names: capitalised after the first word
-    ("MongoDB", "Patroni"), or holding a digit or underscore ("innodb_buffer_pool_size")."""
-    names = []
+    ("MongoDB", "Patroni"), or holding a digit or underscore ("innodb_buffer_pool_size");
+    and file names whole (".gitlab-ci.yml", "pg_hba.conf"), checked as a phrase of their parts."""
+    names = [name.lower() for name in _FILE_NAME.findall(query)]
     for position, token in enumerate(_TOKEN.findall(query)):
         for word in re.findall(r"\w+", token):
             if len(word) <= 2 or word.isdigit():
@@ -81,9 +91,18 @@ def name_like(query: str) -> list[str]:
     return list(dict.fromkeys(names))
 
 
+def versions(query: str) -> list[str]:
+    """Product versions the query names ("PostgreSQL 17", "Git 2.45"): a capitalised name
+    followed by a number. Documentation covers the versions it was written for, so a version it
+    never mentions is very likely one it does not cover, however similar the words around it."""
+    return list(dict.fromkeys(f"{name} {number}".lower() for name, number in _VERSION.findall(query)))
+
+
 def unknown_terms(store, query: str, *, sources=None) -> tuple[str, ...]:
-    """The names in the query that no chunk contains (per the store's keyword index)."""
-    return tuple(w for w in name_like(query) if not store.has_term(w, sources=sources))
+    """The names and versions in the query that no chunk contains (per the store's keyword
+    index; a version must appear as the phrase, name then number)."""
+    wanted = name_like(query) + versions(query)
+    return tuple(dict.fromkeys(w for w in wanted if not store.has_term(w, sources=sources)))
 
 
 def relief_share(coverage: float, full_at: float) -> float:
@@ -102,7 +121,9 @@ def judge(query, candidates: list, store) -> Relevance:
     coverage = keyword_coverage(query.text, [h.text for h in top])
     unknown = unknown_terms(store, query.text, sources=query.sources) if query.unknown_term_margin > 0 else ()
     needed = query.score_threshold
-    if unknown:
+    if set(unknown) & set(versions(query.text)):
+        needed += UNKNOWN_VERSION_MARGIN
+    elif unknown:
         needed += query.unknown_term_margin
     else:
         needed -= query.keyword_relief * relief_share(coverage, query.min_keyword_coverage)

@@ -7,7 +7,6 @@ that other rankers (keyword fusion, a re-ranker) can be hooked in as one more st
 from __future__ import annotations
 
 import re
-import sys
 import time
 from dataclasses import dataclass, field
 
@@ -67,10 +66,13 @@ class Retrieval:
     relevance: Relevance | None = None  # why the documents were judged to answer, or not
 
 
-def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
-    """The chunks to show the model for ``query``: at most k, none when the best is below the threshold."""
+def retrieve(query: RetrievalQuery, *, store, embedder) -> Retrieval:
+    """The chunks to show the model for ``query``: at most k, none when the best is below the threshold.
+
+    ``embedder`` is an EmbeddingBackend (app.backends.contract).
+    """
     start = time.perf_counter()
-    vector = embed_query(embeddings, query.text)
+    vector = embedder.embed_query(query.text)
     candidates = store.search(vector, query.fetch_k, sources=query.sources, fetch_k=query.fetch_k)
     if query.hybrid:
         candidates = add_keyword_hits(
@@ -95,31 +97,6 @@ def retrieve(query: RetrievalQuery, *, store, embeddings) -> Retrieval:
 def _earns_relief(query: RetrievalQuery, hit, relevance: Relevance) -> bool:
     """A chunk below the usual floor is kept only if it holds the question's words itself."""
     return hit.score >= relevance.needed and keyword_coverage(query.text, [hit.text]) >= RELIEF_COVERAGE
-
-
-def embed_query(embeddings, text: str) -> np.ndarray:
-    """The query's vector, computed on one torch thread.
-
-    One short query gains nothing from intra-op threads, and on a busy CPU handing it
-    between them is ruinous: 480 ms on 2 threads against 11 ms on 1, measured on this
-    project's 2 shared cores (bench/query.py). Remote embeddings are unaffected.
-    """
-    torch = sys.modules.get("torch")  # only when a local model already imported it
-    if torch is None:
-        return np.asarray(embeddings.embed_query(text), dtype=np.float32)
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        return np.asarray(embeddings.embed_query(text), dtype=np.float32)
-    finally:
-        torch.set_num_threads(previous)
-
-
-def embed_texts(embeddings, texts: list[str]) -> np.ndarray:
-    """Vectors for a batch of short texts (evidence sentences); empty input, empty output."""
-    if not texts:
-        return np.zeros((0, 0), dtype=np.float32)
-    return np.asarray(embeddings.embed_documents(list(texts)), dtype=np.float32)
 
 
 def drop_near_duplicates(hits: list) -> list:

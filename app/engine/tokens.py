@@ -1,8 +1,6 @@
-"""Counting tokens the way the chat model will: its own tokenizer when it has one.
-
-Local models (transformers) expose their tokenizer; for remote models we estimate with
-four characters per token rather than fetch a tokenizer from the network.
-"""
+"""Token counts and cuts. The chat backend counts exactly (``ChatBackend.count_tokens``: its
+tokenizer when local); for remote models we estimate with four characters per token rather
+than fetch a tokenizer from the network."""
 
 from __future__ import annotations
 
@@ -16,31 +14,6 @@ TokenCounter = Callable[[str], int]
 def estimate_tokens(text: str) -> int:
     """About one token per four characters: close enough for English prose and code."""
     return (len(text) + CHARS_PER_TOKEN - 1) // CHARS_PER_TOKEN
-
-
-def find_tokenizer(llm):
-    """The transformers tokenizer behind a LangChain chat model, if it has one locally."""
-    for path in ("tokenizer", "llm.pipeline.tokenizer", "pipeline.tokenizer"):
-        obj = llm
-        for attr in path.split("."):
-            obj = getattr(obj, attr, None)
-            if obj is None:
-                break
-        if obj is not None and hasattr(obj, "encode"):
-            return obj
-    return None
-
-
-def token_counter(llm) -> TokenCounter:
-    """A function counting tokens of text for ``llm`` (exact when its tokenizer is local)."""
-    tokenizer = find_tokenizer(llm) if llm is not None else None
-    if tokenizer is None:
-        return estimate_tokens
-
-    def count(text: str) -> int:
-        return len(tokenizer.encode(text, add_special_tokens=False))
-
-    return count
 
 
 def truncate_to_tokens(text: str, limit: int, count: TokenCounter) -> str:

@@ -66,7 +66,7 @@ def make_tools(engine, seen: SeenSources) -> list[BaseTool]:
         request = RetrievalQuery.from_settings(
             query, engine.settings, k=max(1, min(int(k), MAX_SEARCH_K)), sources=filter or None
         )
-        return fenced(retrieve(request, store=engine.store, embeddings=engine.embeddings).hits)
+        return fenced(retrieve(request, store=engine.store, embedder=engine.embedder).hits)
 
     @tool
     def list_documents() -> str:

@@ -32,7 +32,7 @@ def run(settings, args) -> int:
     print("docchat mcp: loading the models ...", file=sys.stderr, flush=True)
     with contextlib.redirect_stdout(sys.stderr):
         engine = Engine(settings)
-        engine.llm, engine.embeddings  # noqa: B018 -- loaded before the client's first call, not during it
+        engine.load_models()  # the models load before the client's first call, not during it
     server = build_server(engine)
     if not args.http:
         server.run("stdio")

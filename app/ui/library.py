@@ -11,7 +11,7 @@ from pathlib import Path
 from app.ui.uploads import SavedUploads, Upload, save_uploads
 
 
-def add_uploads(settings, uploads: list[Upload], *, embeddings=None, progress=None):
+def add_uploads(settings, uploads: list[Upload], *, embedder=None, progress=None):
     """Save the uploads into the documents folder and ingest it. Returns (saved, summary).
 
     ``summary`` is None when nothing was saved (every file refused). An upload the ingest
@@ -20,18 +20,18 @@ def add_uploads(settings, uploads: list[Upload], *, embeddings=None, progress=No
     saved: SavedUploads = save_uploads(uploads, settings.docs_path, settings.upload_max_mb)
     if not saved.saved:
         return saved, None
-    summary = sync_folder(settings, embeddings=embeddings, progress=progress)
+    summary = sync_folder(settings, embedder=embedder, progress=progress)
     uploaded = {path.relative_to(settings.docs_path).as_posix() for path in saved.saved}
     saved.rejected += [(source, reason) for source, reason in summary.skipped if source in uploaded]
     return saved, summary
 
 
-def sync_folder(settings, *, embeddings=None, progress=None):
+def sync_folder(settings, *, embedder=None, progress=None):
     """Bring the index in line with the documents folder: new and changed files in, removed out."""
     from ingest.sync import sync
 
     settings.docs_path.mkdir(parents=True, exist_ok=True)
-    return sync(settings, [settings.docs_path], progress=progress, embeddings=embeddings)
+    return sync(settings, [settings.docs_path], progress=progress, embedder=embedder)
 
 
 def remove(settings, source: str, root: str) -> bool:

@@ -99,7 +99,7 @@ def documents_panel(settings, documents: list) -> list[str]:
             _remove_form(settings, documents)
         if st.button("Re-sync the documents folder", icon=":material/sync:", key="resync"):
             _run_ingest(settings, lambda progress: (None, library.sync_folder(
-                settings, embeddings=resources.embeddings(settings), progress=progress
+                settings, embedder=resources.embedder(settings), progress=progress
             )))  # fmt: skip
     return chosen
 
@@ -117,7 +117,7 @@ def _upload_form(settings) -> None:
     if submitted and files:
         uploads = [Upload(f.name, f.getvalue()) for f in files]
         _run_ingest(settings, lambda progress: library.add_uploads(
-            settings, uploads, embeddings=resources.embeddings(settings), progress=progress
+            settings, uploads, embedder=resources.embedder(settings), progress=progress
         ))  # fmt: skip
 
 

@@ -1,8 +1,9 @@
 """The page's heavy objects, built once per process and shared by every browser session.
 
-Each cached function takes, as arguments, every value its object depends on (a key made
-of the settings fields it reads, plus the index generation for the store and engine), so
-an object is rebuilt exactly when one of those changes and never on a plain rerun. The
+Each cached function takes, as arguments, every value its object depends on, so an object is
+rebuilt exactly when one of those changes and never on a plain rerun: a backend's key is the
+digest of the settings it declares it reads (and it cannot read others, app.backends.contract);
+the store and the engine depend on every setting and on the index generation. The
 settings object itself is passed as ``_settings``: Streamlit does not hash arguments whose
 name starts with an underscore, the key stands for it.
 """
@@ -16,22 +17,10 @@ import streamlit as st
 
 from app.config import Settings
 
-# The settings each model depends on. Everything else (paths, retrieval knobs) leaves the
-# loaded model as it is.
-EMBEDDING_FIELDS = (
-    "embedding_backend", "embedding_model", "device", "model_cache_dir",
-    "ollama_host", "openai_base_url", "openai_api_key", "request_timeout_s",
-)  # fmt: skip
-LLM_FIELDS = (
-    "llm_backend", "llm_model", "device", "model_cache_dir", "temperature", "max_new_tokens",
-    "context_window", "ollama_host", "openai_base_url", "openai_api_key", "request_timeout_s",
-)  # fmt: skip
-
-
-def settings_key(settings: Settings, fields: tuple[str, ...] | None = None) -> str:
-    """A digest of the named settings (all of them by default), secrets included but unreadable."""
+def settings_key(settings: Settings) -> str:
+    """A digest of every setting, secrets included but unreadable."""
     values = {}
-    for name in fields or tuple(Settings.model_fields):
+    for name in Settings.model_fields:
         value = getattr(settings, name)
         if hasattr(value, "get_secret_value"):
             value = value.get_secret_value()
@@ -48,19 +37,25 @@ def index_generation(settings: Settings) -> str:
     return current.name if current else ""
 
 
-def embeddings(settings: Settings):
-    """The embedding model (also used by uploads' ingest)."""
-    return _embeddings(settings_key(settings, EMBEDDING_FIELDS), settings)
+def embedder(settings: Settings):
+    """The embedding backend (also used by uploads' ingest), rebuilt when a setting it reads changes."""
+    from app.backends import embedding_class
+
+    return _embedder(embedding_class(settings).key_for(settings), settings)
 
 
-def llm(settings: Settings):
-    """The chat model."""
-    return _llm(settings_key(settings, LLM_FIELDS), settings)
+def chat(settings: Settings):
+    """The chat backend, rebuilt when a setting it reads changes."""
+    from app.backends import chat_class
+
+    return _chat(chat_class(settings).key_for(settings), settings)
 
 
 def advice(settings: Settings):
     """Which model answers and how to get better answers (the Ollama probe runs once per process)."""
-    return _advice(settings_key(settings, LLM_FIELDS), settings)
+    from app.backends import chat_class
+
+    return _advice(chat_class(settings).key_for(settings), settings)
 
 
 @st.cache_resource(max_entries=2)
@@ -86,17 +81,21 @@ def engine(settings: Settings):
 
 
 @st.cache_resource(show_spinner="Loading the embedding model…", max_entries=2)
-def _embeddings(key: str, _settings: Settings):
-    from app.backends import make_embeddings
+def _embedder(key: str, _settings: Settings):
+    from app.backends import embedding_backend
 
-    return make_embeddings(_settings)
+    backend = embedding_backend(_settings)
+    backend.prepare()
+    return backend
 
 
 @st.cache_resource(show_spinner="Loading the chat model…", max_entries=2)
-def _llm(key: str, _settings: Settings):
-    from app.backends import make_llm
+def _chat(key: str, _settings: Settings):
+    from app.backends import chat_backend
 
-    return make_llm(_settings)
+    backend = chat_backend(_settings)
+    backend.prepare()
+    return backend
 
 
 @st.cache_resource(max_entries=4)
@@ -117,5 +116,5 @@ def _store(key: str, generation: str, _settings: Settings):
 def _engine(key: str, generation: str, _settings: Settings):
     from app.engine import Engine
 
-    return Engine(_settings, llm=llm(_settings), embeddings=embeddings(_settings), store=store(_settings))
+    return Engine(_settings, chat=chat(_settings), embedder=embedder(_settings), store=store(_settings))
 

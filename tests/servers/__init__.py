@@ -121,7 +121,7 @@ class ServedModel:
     name: str
     capabilities: list[str]
     chat: LocalChat | None = None
-    embeddings: object | None = None  # a LangChain Embeddings
+    embeddings: object | None = None  # an EmbeddingBackend (app.backends.contract)
     family: str = "llama"
     details: dict = field(default_factory=dict)
 
@@ -242,7 +242,7 @@ class _OllamaHandler(BaseHTTPRequestHandler):
             return
         texts = body.get("input", "")
         texts = [texts] if isinstance(texts, str) else list(texts)
-        vectors = model.embeddings.embed_documents(texts)
+        vectors = model.embeddings.embed(texts).tolist()
         self._send_json(200, {"model": model.name, "embeddings": vectors, "prompt_eval_count": len(texts)})
 
     def _chat(self, body: dict) -> None:

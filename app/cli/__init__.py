@@ -1,6 +1,7 @@
 """`docchat` command line: a thin caller of the same functions the UI uses.
 
-Each subcommand lives in its owner's `cli` module, which exposes
+The commands that only call the engine (ask, search, threads) live beside this file; the others
+in their owner's `cli` module (ingest, serve, mcp, eval). Each exposes
 `add_arguments(parser)` and `run(settings, args) -> int`. Those modules import only the
 standard library at the top, so `docchat --help` answers at once; the heavy work is
 imported inside `run`.
@@ -16,9 +17,9 @@ import sys
 # name -> (module, one-line help). Order is the order `--help` lists them.
 COMMANDS = {
     "ingest": ("ingest.cli", "sync folders of documents into the index"),
-    "ask": ("app.engine.cli_ask", "ask a question; streams the answer, then its sources"),
-    "search": ("app.engine.cli_search", "show the chunks a query retrieves, without the LLM"),
-    "threads": ("app.engine.cli_threads", "list, rename or delete conversation threads"),
+    "ask": ("app.cli.ask", "ask a question; streams the answer, then its sources"),
+    "search": ("app.cli.search", "show the chunks a query retrieves, without the LLM"),
+    "threads": ("app.cli.threads", "list, rename or delete conversation threads"),
     "chat": ("app.ui.launch", "start the chat page in the browser (http://localhost:8501)"),
     "serve": ("app.api.cli", "serve an HTTP API: OpenAI-compatible chat, search, documents (loopback)"),
     "mcp": ("app.mcp.cli", "serve the documents to MCP clients (stdio; --http for streamable HTTP)"),
@@ -82,7 +83,3 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     llm_model: str = ""
     embedding_backend: Backend = "huggingface"
     embedding_model: str = ""
+    embedding_runtime: Literal["auto", "onnx", "torch"] = "auto"  # huggingface only; auto: onnx if installed
+    embedding_precision: Literal["int8", "fp32"] = "fp32"  # of the onnx runtime; torch is always fp32
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     max_new_tokens: int = Field(256, ge=1, le=32768)
@@ -176,6 +178,26 @@ class Settings(BaseSettings):
     @property
     def embedding_model_name(self) -> str:
         return self.embedding_model or DEFAULT_EMBEDDING_MODELS[self.embedding_backend]
+
+    @property
+    def embedding_runtime_name(self) -> str:
+        """What computes the vectors: ``onnx`` or ``torch`` for a local model, else the server backend."""
+        if self.embedding_backend != "huggingface":
+            return self.embedding_backend
+        if self.embedding_runtime == "auto":
+            import importlib.util
+
+            found = all(importlib.util.find_spec(m) is not None for m in ("onnxruntime", "tokenizers", "onnx"))
+            return "onnx" if found else "torch"
+        return self.embedding_runtime
+
+    @property
+    def embedding_stamp(self) -> str:
+        """Runtime and precision, recorded in the index: vectors of different stamps are not compared."""
+        runtime = self.embedding_runtime_name
+        if runtime == "onnx":
+            return f"onnx-{self.embedding_precision}"
+        return "torch-fp32" if runtime == "torch" else runtime
 
     @property
     def data_path(self) -> Path:

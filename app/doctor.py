@@ -15,8 +15,8 @@ import platform
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-PACKAGES = ("docchat", "torch", "transformers", "sentence-transformers", "langchain", "langchain-core",
-            "faiss-cpu", "streamlit")
+PACKAGES = ("docchat", "torch", "transformers", "sentence-transformers", "onnxruntime", "langchain",
+            "langchain-core", "faiss-cpu", "streamlit")
 MARKS = {"ok": "ok  ", "warn": "warn", "fail": "FAIL", "info": "    "}
 
 
@@ -44,7 +44,8 @@ def run(settings, args) -> int:
     ]))
     ok = not any(line.status == "fail" for line in lines)
     if args.json:
-        print(json.dumps({"ok": ok, "versions": versions(), "checks": [asdict(x) for x in lines]}, indent=2))
+        print(json.dumps({"ok": ok, "versions": versions(), "embedding": embedding_info(settings),
+                          "checks": [asdict(x) for x in lines]}, indent=2))
     else:
         print(render(lines, ok))
     return 0 if ok else 1
@@ -110,7 +111,20 @@ def embedding_lines(settings) -> list[Line]:
     """Load the embedding model and embed one sentence: its dimension is what the index stores."""
     from app.backends import embedding_backend
 
-    return [Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in embedding_backend(settings).check()]
+    lines = [Line(c.name, "ok" if c.ok else "fail", c.detail, c.fix) for c in embedding_backend(settings).check()]
+    info = embedding_info(settings)
+    if info["runtime"] in ("onnx", "torch"):
+        how = "onnxruntime, exported once into the model cache" if info["runtime"] == "onnx" else "sentence-transformers"
+        lines.append(Line("Embedding runtime", "info", f"{info['runtime']} {info['precision']} ({how}; "
+                          "DOCCHAT_EMBEDDING_RUNTIME / DOCCHAT_EMBEDDING_PRECISION)"))
+    return lines
+
+
+def embedding_info(settings) -> dict[str, str]:
+    """What computes the vectors, for --json: runtime (onnx, torch or a server) and precision."""
+    precision = settings.embedding_precision if settings.embedding_runtime_name == "onnx" else "fp32"
+    return {"backend": settings.embedding_backend, "model": settings.embedding_model_name,
+            "runtime": settings.embedding_runtime_name, "precision": precision, "stamp": settings.embedding_stamp}
 
 
 def index_lines(settings) -> list[Line]:
@@ -132,7 +146,7 @@ def index_lines(settings) -> list[Line]:
     try:
         documents = store.documents()
         detail = (f"{settings.index_path}: {len(store)} chunks from {len(documents)} documents "
-                  f"(generation {store.generation}, {store.model_name}, {store.dim} dims)")
+                  f"(generation {store.generation}, {store.model_name} {store.embedding}, {store.dim} dims)")
     finally:
         store.close()
     return [Line("Index", "ok", detail)]

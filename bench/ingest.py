@@ -121,6 +121,8 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=None, help="only the first N files")
     parser.add_argument("--data-dir", type=Path, default=REPO / ".bench/pg-data")
     parser.add_argument("--skip-langchain", action="store_true")
+    parser.add_argument("--runtime", choices=["auto", "onnx", "torch"], default="auto", help="DOCCHAT_EMBEDDING_RUNTIME")
+    parser.add_argument("--precision", choices=["int8", "fp32"], default="fp32", help="DOCCHAT_EMBEDDING_PRECISION")
     args = parser.parse_args()
     if not args.corpus.is_dir():
         print(f"corpus not found: {args.corpus} (see ../shared/ENVIRONMENT.md: apt-get download postgresql-doc-15)")
@@ -130,11 +132,12 @@ def main() -> int:
     from app.config import load_settings
     from ingest.sync import sync
 
-    settings = load_settings(env_file=None, data_dir=args.data_dir.resolve())
+    settings = load_settings(env_file=None, data_dir=args.data_dir.resolve(), embedding_runtime=args.runtime,
+                             embedding_precision=args.precision)
     embeddings, load_s = timed(lambda: embedding_backend(settings))
     embeddings.prepare()
     model = bare_model(settings)
-    rows = [("model load (outside the timings below)", f"{load_s:.1f} s")]
+    rows = [(f"model load, {settings.embedding_stamp} (outside the timings below)", f"{load_s:.1f} s")]
 
     with tempfile.TemporaryDirectory() as scratch:
         corpus = limited_corpus(args.corpus.resolve(), args.limit, Path(scratch))

@@ -5,8 +5,10 @@
 Each trial switches the documents folder between two versions (a file changed, one deleted,
 one renamed, one added), starts a child process that syncs it (incremental or `--full`, half
 each) and kills it with SIGKILL, either paused at a named point of the write (lock taken,
-generation copied, vectors written, manifest written, pointer switched) or after a random
-delay while it works. Then, in this process:
+generation started, segment written, segments merged, vectors written, manifest written,
+pointer switched) or after a random delay while it works ("merged" is reached only by writes
+that merge segments; a child that never reaches it finishes, counted as "finished"). Then,
+in this process:
   - the index must open and search  -> else counted as "no searchable index"
   - its documents must be exactly the version before or the version after -> else "inconsistent"
   - a clean sync must then finish the job, give the "after" version and leave at most two
@@ -34,7 +36,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-POINTS = ["locked", "copied", "vectors-written", "manifest-written", "switched"]
+POINTS = ["locked", "copied", "segment-written", "merged", "vectors-written", "manifest-written", "switched"]
 DIM = 384
 PARAGRAPH = "This paragraph {i} explains {topic} in plain words for the reader. "
 VERSIONS = [
@@ -106,6 +108,9 @@ def kill_during(point: str, docs: Path, full: bool, delay: float) -> str:
         time.sleep(delay)  # a bench, not a test: the randomness of the moment is the point
     else:
         line = process.stdout.readline().strip()
+        if line == "DONE" and point == "merged":  # this write had nothing to merge
+            process.communicate()
+            return "finished"
         if line != f"AT {point}":
             process.kill()
             raise RuntimeError(f"child never reached {point}: {line!r} {process.stderr.read()[-2000:]}")

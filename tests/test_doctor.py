@@ -32,7 +32,7 @@ def test_default_configuration_passes_and_says_to_ingest(capsys, isolated_env):
     assert code == 0, out
     assert "huggingface · SmolLM2-135M-Instruct" in out
     assert "ok   LLM answers" in out
-    assert "sentence-transformers/all-MiniLM-L6-v2 · 384 dimensions" in out
+    assert "sentence-transformers/all-MiniLM-L6-v2 · 384 dimensions" in out and "onnx fp32 (onnxruntime" in out
     assert "no index yet" in out and "docchat ingest" in out
     assert str(isolated_env / "data") in out
     assert "torch 2.13.0" in out and "transformers" in out and "python 3.11" in out

@@ -38,6 +38,11 @@ def _gen_dir(settings):
     return layout.current_generation(settings.index_path)
 
 
+def _segment_file(settings, suffix: str):
+    """The live generation's (only) segment's vectors (.faiss) or rows (.sqlite)."""
+    return next(_gen_dir(settings).glob(f"seg-*.{suffix}"))
+
+
 def test_no_index_yet_says_how_to_make_one(settings):
     with pytest.raises(StoreError, match="No index yet") as error:
         Store.open(settings)
@@ -100,9 +105,9 @@ def test_opening_with_another_embedding_model_names_both_and_the_fix(index):
         sync(settings, [index[1]])
 
 
-@pytest.mark.parametrize("victim", [layout.DATABASE, layout.VECTORS])
+@pytest.mark.parametrize("victim", ["catalog", "faiss", "sqlite"])
 def test_a_changed_data_file_is_refused_with_the_rebuild_command(index, victim):
-    path = _gen_dir(index[0]) / victim
+    path = _gen_dir(index[0]) / layout.DATABASE if victim == "catalog" else _segment_file(index[0], victim)
     data = bytearray(path.read_bytes())
     data[len(data) // 2] ^= 0xFF
     path.write_bytes(bytes(data))
@@ -112,7 +117,7 @@ def test_a_changed_data_file_is_refused_with_the_rebuild_command(index, victim):
 
 
 def test_a_truncated_vectors_file_is_refused(index):
-    path = _gen_dir(index[0]) / layout.VECTORS
+    path = _segment_file(index[0], "faiss")
     path.write_bytes(path.read_bytes()[:100])
     with pytest.raises(StoreError, match="checksum"):
         Store.open(index[0])
@@ -145,7 +150,7 @@ def test_vectors_and_rows_that_disagree_are_refused_even_when_signed(index):
     gen = _gen_dir(settings)
     import sqlite3
 
-    db = sqlite3.connect(gen / layout.DATABASE)
+    db = sqlite3.connect(_segment_file(settings, "sqlite"))
     db.execute("DELETE FROM chunks WHERE source = 'faq.md'")
     db.commit()
     db.close()

@@ -4,7 +4,8 @@
     index_dir/NEWEST             signed number of the newest generation ever published: only
                                  moves forward, so an older signed generation put back is refused
     index_dir/.lock              held by the one writer, only while it publishes
-    index_dir/gen-000007/        vectors.faiss, store.sqlite, manifest.json
+    index_dir/gen-000007/        store.sqlite (catalog), manifest.json, and hard links to the
+                                 immutable segments it uses: seg-*.faiss + seg-*.sqlite (segments.py)
     data_dir/.index_key          per-install HMAC key (0600): only files this app wrote are loaded
 
 Every small file here is read with a size bound, without following a symlink and without
@@ -35,7 +36,7 @@ NEWEST = "NEWEST"
 LOCK = ".lock"
 GEN_PREFIX = "gen-"
 KEY_FILE = ".index_key"
-DATA_FILES = (VECTORS, DATABASE)
+DATA_FILES = (VECTORS, DATABASE)  # a generation before segments; now: DATABASE + segment files
 REBUILD = "Run `docchat ingest --full` to rebuild the index from your documents."
 # Bounds on what is read before it is trusted: a pointer is ~10 bytes, a manifest ~1 KB.
 MAX_POINTER_BYTES = 64
@@ -170,9 +171,17 @@ def _signature(body: dict, key: bytes) -> str:
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
-def write_manifest(gen_dir: Path, body: dict, key: bytes) -> None:
-    """Record each data file's sha256 and sign the whole with the install key."""
-    body = {**body, "files": {name: file_sha256(gen_dir / name) for name in DATA_FILES}}
+def write_manifest(gen_dir: Path, body: dict, key: bytes, known: dict[str, str] | None = None) -> None:
+    """Record each data file's sha256 (the catalog and ``body["segments"]``) and sign the whole.
+
+    ``known`` gives the checksums of files linked unchanged from the previous generation: they
+    are not read again.
+    """
+    from vectorstore.segments import files_of
+
+    names = [DATABASE, *(f for name in body["segments"] for f in files_of(name))]
+    known = known or {}
+    body = {**body, "files": {name: known.get(name) or file_sha256(gen_dir / name) for name in names}}
     signed = {"body": body, "hmac": _signature(body, key)}
     write_durably(gen_dir / MANIFEST, json.dumps(signed, indent=1).encode())
 
@@ -192,20 +201,24 @@ def read_verified_manifest(gen_dir: Path, key: bytes) -> dict:
         raise damaged(path, "was not written by this docchat install (bad signature)")
     if not _well_formed(body):
         raise damaged(path, "is signed but not a manifest this version understands")
+    from vectorstore.segments import verify_file
+
     for name, expected in body["files"].items():
         file = gen_dir / name
-        try:
-            matches = file_sha256(file) == expected
-        except OSError:  # missing, a folder, a FIFO
-            matches = False
-        if not matches:
+        if not verify_file(file, expected):  # a file this process already checked is not read again
             raise damaged(file, "does not match its checksum (changed or damaged since docchat wrote it)")
     return body
 
 
 def _well_formed(body: dict) -> bool:
-    files = body.get("files")
-    return (isinstance(files, dict) and set(files) == set(DATA_FILES) and all(isinstance(v, str) for v in files.values())
+    from vectorstore.segments import files_of
+
+    files, names = body.get("files"), body.get("segments")
+    if not isinstance(names, list) or not all(isinstance(n, str) and n.startswith("seg-") and "/" not in n
+                                              for n in names):
+        return False
+    expected = {DATABASE, *(f for name in names for f in files_of(name))}
+    return (isinstance(files, dict) and set(files) == expected and all(isinstance(v, str) for v in files.values())
             and isinstance(body.get("generation"), int) and isinstance(body.get("dim"), int)
             and isinstance(body.get("model"), str))
 

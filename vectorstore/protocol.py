@@ -84,5 +84,5 @@ class IndexWriting(Protocol):
     def roots_of(self, source: str) -> list[str]:
         """The ingested folders that hold a file ``source``."""
 
-    def commit(self, model_name: str) -> int | None:
+    def commit(self, model_name: str, embedding: str | None = None) -> int | None:
         """Publish; returns a number for what was written, None when nothing changed."""

@@ -1,8 +1,9 @@
-"""The SQLite half of a generation: file catalog, chunk rows, full-text index and metadata."""
+"""The SQLite half of the index: a generation's catalog, and each segment's chunk rows and full-text index."""
 
 from __future__ import annotations
 
-SCHEMA = """
+# A generation's own small catalog: the files, metadata, and ids of older segments' chunks it dropped.
+CATALOG_SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE files (
     root TEXT NOT NULL, source TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
@@ -10,6 +11,11 @@ CREATE TABLE files (
     PRIMARY KEY (root, source)
 );
 CREATE INDEX files_by_sha ON files (sha256);
+CREATE TABLE deleted (id INTEGER PRIMARY KEY);
+"""
+
+# One segment's chunk rows (immutable once published; see segments.py).
+SEGMENT_SCHEMA = """
 CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, root TEXT NOT NULL, source TEXT NOT NULL, position INTEGER NOT NULL,
     text TEXT NOT NULL, content_hash TEXT NOT NULL, metadata TEXT NOT NULL

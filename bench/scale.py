@@ -1,0 +1,182 @@
+"""Synthetic indexes of 10k, 100k (and 1M) chunks through the real writer; one table per size.
+
+    python bench/scale.py                       # 10k and 100k
+    python bench/scale.py --sizes 10000,100000,1000000 --work /big/disk
+
+Per size: the build (one commit of files of 100 chunks), then a one-file commit (one file's
+100 chunks replaced: the incremental sync's write), then reads. Printed:
+  - generation disk size, and the new bytes the one-file commit wrote (files not hard-linked
+    from the generation before)
+  - one-file commit time; peak RSS of this process
+  - store open time: cold (a new process's first open) and the next generation's open by a
+    process that had the one before loaded (unchanged segments are not read again)
+  - dense search p50/p95 (k=10) and keyword search p50/p95 (3 words, k=10)
+  - recall@10 of dense search against exact search over the live vectors (segments of
+    ``APPROXIMATE_FROM`` vectors or more are IVF; smaller ones exact)
+Vectors: 384-dim unit rows drawn around 2,000 random centres (real embeddings cluster; uniform
+random vectors would make any approximate index look worse than it is). Texts: ~120 words
+drawn from a 30,000-word Zipf vocabulary. Heavy: run under `flock /work/heavy.lock`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+DIM = 384
+PER_FILE = 100
+WORDS = 120
+VOCABULARY = 30_000
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def make_vectors(rng, n: int, centres: np.ndarray) -> np.ndarray:
+    rows = centres[rng.integers(0, len(centres), n)] + rng.normal(scale=0.35 / np.sqrt(DIM), size=(n, DIM))
+    rows = rows.astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def make_texts(rng, n: int, vocabulary: list[str]) -> list[str]:
+    ranks = np.minimum(rng.zipf(1.3, size=(n, WORDS)), VOCABULARY) - 1
+    return [" ".join(vocabulary[i] for i in row) for row in ranks]
+
+
+def write_files(writer, rng, vectors: np.ndarray, vocabulary: list[str], first_file: int, tag: str = "") -> None:
+    from vectorstore.records import FileRecord, NewChunk
+
+    for f in range(len(vectors) // PER_FILE):
+        source = f"file-{first_file + f:07d}.md"
+        texts = make_texts(rng, PER_FILE, vocabulary)
+        chunks = [NewChunk(text, {"source": source, "position": i, "content_hash": f"{source}{tag}-{i}"})
+                  for i, text in enumerate(texts)]
+        record = FileRecord("root", source, 1000, 1, f"sha{tag}-{source}", title=source)
+        writer.add_file(record, chunks, vectors[f * PER_FILE:(f + 1) * PER_FILE])
+
+
+def percentiles(samples: list[float]) -> str:
+    return f"{np.percentile(samples, 50):.1f} / {np.percentile(samples, 95):.1f} ms"
+
+
+def gen_bytes(gen: Path) -> tuple[int, int]:
+    """(all bytes of a generation folder, bytes of files only it has: not hard-linked elsewhere)."""
+    total = new = 0
+    for path in gen.iterdir():
+        st = path.stat()
+        total += st.st_size
+        new += st.st_size if st.st_nlink == 1 else 0
+    return total, new
+
+
+def one_size(n: int, work: Path, queries: int) -> list[tuple[str, str]]:
+    from app.config import load_settings
+    from vectorstore import Store, layout, segments
+    from vectorstore.writer import IndexWriter
+
+    rng = np.random.default_rng(n)
+    vocabulary = [f"w{i}x{rng.integers(1000)}" for i in range(VOCABULARY)]
+    settings = load_settings(env_file=None, data_dir=work / f"data-{n}")
+    centres = rng.normal(size=(2000, DIM)).astype(np.float32)
+    vectors = make_vectors(rng, n, centres)
+    rows = [("chunks", f"{n:,}")]
+
+    started = time.perf_counter()
+    with IndexWriter(settings) as writer:
+        write_files(writer, rng, vectors, vocabulary, 0)
+        writer.commit("synthetic")
+    rows.append(("full build (one commit)", f"{time.perf_counter() - started:.1f} s"))
+    total, _ = gen_bytes(layout.current_generation(settings.index_path))
+    rows.append(("generation disk size", f"{total / 1e6:.1f} MB ({total / n:.0f} B/chunk)"))
+
+    reader = Store.open(settings, check_model=False)  # a process that has this generation loaded
+    replaced = make_vectors(rng, PER_FILE, centres)
+    started = time.perf_counter()
+    with IndexWriter(settings) as writer:
+        write_files(writer, rng, replaced, vocabulary, n // PER_FILE // 2, tag="-v2")
+        writer.commit("synthetic")
+    rows.append(("one-file commit (100 chunks replaced)", f"{time.perf_counter() - started:.2f} s"))
+    _, new = gen_bytes(layout.current_generation(settings.index_path))
+    rows.append(("  new disk bytes of that commit", f"{new / 1e6:.2f} MB"))
+    vectors[(n // 2 // PER_FILE) * PER_FILE:(n // 2 // PER_FILE) * PER_FILE + PER_FILE] = replaced
+
+    started = time.perf_counter()
+    store = Store.open(settings, check_model=False)
+    rows.append(("open of the new generation, old one loaded", f"{1000 * (time.perf_counter() - started):.0f} ms"))
+    reader.close()
+    store.close()
+    segments.forget_except(set())
+    segments._verified.clear()
+    started = time.perf_counter()
+    store = Store.open(settings, check_model=False)
+    rows.append(("cold open (nothing loaded)", f"{time.perf_counter() - started:.2f} s"))
+    rows.append(("segments", ", ".join(f"{type(__import__('faiss').downcast_index(p.index.index)).__name__} "
+                                       f"{len(p):,}" for p in store._segments)))
+
+    picks = rng.integers(0, n, queries)
+    probes = make_vectors(rng, queries, vectors[picks])  # near stored vectors, like real questions
+    dense, found_ids = [], []
+    for probe in probes:
+        t = time.perf_counter()
+        hits = store.search(probe, 10)
+        dense.append(1000 * (time.perf_counter() - t))
+        found_ids.append([h.chunk_id for h in hits])
+    rows.append(("dense search p50 / p95 (k=10)", percentiles(dense)))
+    words = [" ".join(rng.choice(vocabulary[:3000], 3)) for _ in range(queries)]
+    keyword = []
+    for query in words:
+        t = time.perf_counter()
+        store.keyword_search(query, 10)
+        keyword.append(1000 * (time.perf_counter() - t))
+    rows.append(("keyword search p50 / p95 (3 words, k=10)", percentiles(keyword)))
+
+    ids = np.sort(np.concatenate([p.ids for p in store._segments]))
+    ids = ids[~np.isin(ids, store._deleted)]
+    live = store.vectors(ids)
+    truth = np.argsort(-(probes @ live.T), axis=1)[:, :10]
+    recall = np.mean([len(set(f) & set(ids[t].tolist())) / 10 for f, t in zip(found_ids, truth)])
+    rows.append(("recall@10 against exact search", f"{recall:.3f}"))
+    rows.append(("peak RSS of this process", f"{peak_rss_mb():.0f} MB"))
+    store.close()
+    shutil.rmtree(settings.data_path, ignore_errors=True)
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="10000,100000")
+    parser.add_argument("--queries", type=int, default=200)
+    parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
+    parser.add_argument("--approximate-from", type=int, default=None, help="override segments.APPROXIMATE_FROM")
+    args = parser.parse_args()
+    from vectorstore import segments
+    from vectorstore.store import NPROBE_MIN, NPROBE_SHARE
+
+    if args.approximate_from:
+        segments.APPROXIMATE_FROM = args.approximate_from
+
+    with tempfile.TemporaryDirectory(dir=args.work) as scratch:
+        for n in [int(s) for s in args.sizes.split(",")]:
+            rows = one_size(n, Path(scratch), args.queries)
+            width = max(len(name) for name, _ in rows)
+            print(f"\n== {n:,} chunks (IVF from {segments.APPROXIMATE_FROM:,} vectors per segment, nprobe 1/{NPROBE_SHARE} "
+                  f"of lists, >= {NPROBE_MIN}; {os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f})")
+            for name, value in rows:
+                print(f"  {name:<{width}}  {value}", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

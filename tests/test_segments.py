@@ -1,0 +1,131 @@
+"""Commits that cost what changed: immutable segments linked between generations, a delete
+list, merges, and approximate (IVF) search past a size threshold.
+
+Real FAISS and SQLite through the one writer; vectors are random unit rows (no model needed:
+what is under test is where they are stored and that search still finds exactly the live ones).
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+from vectorstore import Store, layout, segments
+from vectorstore.records import FileRecord, NewChunk
+from vectorstore.writer import IndexWriter
+
+DIM = 16
+RNG = np.random.default_rng(7)
+
+
+def unit(n: int) -> np.ndarray:
+    rows = RNG.normal(size=(n, DIM)).astype(np.float32)
+    return rows / np.linalg.norm(rows, axis=1, keepdims=True)
+
+
+def put(writer: IndexWriter, source: str, vectors: np.ndarray, word: str = "plain") -> None:
+    record = FileRecord("root", source, 10, 1, f"sha-{source}-{word}", title=source)
+    chunks = [NewChunk(f"{word} chunk {i} of {source}", {"source": source, "position": i,
+                                                           "content_hash": f"{source}-{word}-{i}"})
+              for i in range(len(vectors))]
+    writer.add_file(record, chunks, vectors)
+
+
+def commit(settings, **files) -> dict[str, np.ndarray]:
+    with IndexWriter(settings) as writer:
+        for source, vectors in files.items():
+            put(writer, source, vectors)
+        writer.commit("test-model")
+    return files
+
+
+def live_files(settings) -> list[str]:
+    return sorted(p.name for p in layout.current_generation(settings.index_path).iterdir())
+
+
+def test_a_one_file_commit_links_the_old_segment_and_writes_only_that_file(settings):
+    first = commit(settings, **{f"f{i}.md": unit(50) for i in range(4)})
+    before = layout.current_generation(settings.index_path)
+    old_segment = next(before.glob("seg-*.faiss"))
+    reader = Store.open(settings, check_model=False)
+
+    replaced = commit(settings, **{"f1.md": unit(3)})["f1.md"]
+    after = layout.current_generation(settings.index_path)
+    linked = after / old_segment.name
+    assert os.stat(linked).st_ino == os.stat(old_segment).st_ino  # the same bytes, not a copy
+    new_vectors = [p for p in after.glob("seg-*.faiss") if not (before / p.name).exists()]
+    assert len(new_vectors) == 1 and new_vectors[0].stat().st_size < old_segment.stat().st_size / 10
+
+    store = Store.open(settings, check_model=False)
+    assert len(store) == 153 and {d.source: d.chunks for d in store.documents()}["f1.md"] == 3
+    assert store._segments[0] is reader._segments[0]  # the reader did not load the old segment again
+    assert store.search(replaced[2], 1)[0].text == "plain chunk 2 of f1.md"
+    assert all(hit.text != "plain chunk 7 of f1.md" for hit in store.search(first["f1.md"][7], 5))  # deleted
+    assert len(store.chunks_of("f1.md")) == 3 and len(store.keyword_search("f1", 10)) == 3
+    # The generation before stays readable for a reader that had just looked it up.
+    assert len(reader) == 200 and reader.search(first["f1.md"][7], 1)[0].text == "plain chunk 7 of f1.md"
+
+
+def test_deletes_renames_and_merges_keep_search_exact_and_segments_few(settings):
+    expected: dict[str, np.ndarray] = {}
+    for i in range(segments.MAX_SEGMENTS + 3):  # one segment per commit, until merges start
+        expected.update(commit(settings, **{f"f{i}.md": unit(5)}))
+    with IndexWriter(settings) as writer:
+        writer.delete_file("root", "f0.md")
+        writer.rename_file("f1.md", FileRecord("root", "g1.md", 10, 1, "sha-f1.md-plain", title="f1.md"))
+        writer.commit("test-model")
+    expected.pop("f0.md")
+    expected["g1.md"] = expected.pop("f1.md")
+
+    store = Store.open(settings, check_model=False)
+    assert len(store._segments) <= segments.MAX_SEGMENTS
+    assert sorted(d.source for d in store.documents()) == sorted(expected)
+    assert len(store) == 5 * len(expected)
+    for source, vectors in expected.items():
+        hit = store.search(vectors[3], 1)[0]
+        assert hit.source == source and hit.score == pytest.approx(1.0, abs=1e-5)
+        assert np.allclose(store.vectors([hit.chunk_id])[0], vectors[3], atol=1e-6)
+    assert store.search(unit(1)[0], 3, sources=["g1.md"])[0].source == "g1.md"
+    assert not store.keyword_search("f0", 5) and store.has_term("plain") and not store.has_term("absent")
+    # Old generations are collected; the segments they alone used go with them.
+    gens = sorted(settings.index_path.glob("gen-*"))
+    assert len(gens) <= 2 and gens[-1] == layout.current_generation(settings.index_path)
+
+
+def test_a_big_segment_is_searched_approximately_with_deletes_honoured(settings, monkeypatch):
+    monkeypatch.setattr(segments, "APPROXIMATE_FROM", 2000)
+    vectors = unit(3000)
+    commit(settings, **{f"f{i}.md": vectors[i * 100:(i + 1) * 100] for i in range(30)})
+    with IndexWriter(settings) as writer:
+        writer.delete_file("root", "f0.md")
+        writer.commit("test-model")
+    store = Store.open(settings, check_model=False)
+    import faiss
+
+    assert isinstance(faiss.downcast_index(store._segments[0].index.index), faiss.IndexIVF)
+    queries = unit(50)
+    live = vectors[100:]
+    exact = np.argsort(-(queries @ live.T), axis=1)[:, :10] + 100
+    recall = []
+    for query, truth in zip(queries, exact):
+        hits = store.search(query, 10)
+        found = {int(h.metadata["content_hash"].split("-")[0][1:-3]) * 100 + int(h.metadata["content_hash"].rsplit("-", 1)[1])
+                 for h in hits}
+        assert all(h.source != "f0.md" for h in hits)
+        recall.append(len(found & set(truth.tolist())) / 10)
+    assert np.mean(recall) >= 0.9
+
+
+def test_deleting_every_file_leaves_an_empty_index_that_still_answers(settings):
+    commit(settings, **{"a.md": unit(4), "b.md": unit(4)})
+    with IndexWriter(settings) as writer:
+        writer.delete_file("root", "a.md")
+        writer.delete_file("root", "b.md")
+        writer.commit("test-model")
+    store = Store.open(settings, check_model=False)
+    assert len(store) == 0 and store.documents() == [] and store.search(unit(1)[0], 3) == []
+    assert store.keyword_search("plain", 3) == [] and not list(layout.current_generation(settings.index_path).glob("seg-*"))
+    commit(settings, **{"c.md": unit(2)})
+    assert [d.source for d in Store.open(settings, check_model=False).documents()] == ["c.md"]

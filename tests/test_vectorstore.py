@@ -116,6 +116,19 @@ def test_a_changed_data_file_is_refused_with_the_rebuild_command(index, victim):
     assert str(path) in str(error.value) and "docchat ingest --full" in str(error.value)
 
 
+def test_an_index_from_before_segments_says_rebuild_once_not_damaged(index):
+    settings = index[0]
+    gen_dir = _gen_dir(settings)
+    old = {"generation": 1, "dim": 384, "model": settings.embedding_model_name,
+           "files": {"vectors.faiss": "0" * 64, layout.DATABASE: "0" * 64}}  # the layout before segments
+    signed = {"body": old, "hmac": layout._signature(old, layout.index_key(settings.data_path))}  # as it signed
+    (gen_dir / layout.MANIFEST).write_text(json.dumps(signed))
+    with pytest.raises(StoreError) as error:
+        Store.open(settings)
+    assert "earlier version of docchat" in str(error.value) and "damaged" not in str(error.value)
+    assert "docchat ingest --full" in error.value.fix
+
+
 def test_a_truncated_vectors_file_is_refused(index):
     path = _segment_file(index[0], "faiss")
     path.write_bytes(path.read_bytes()[:100])

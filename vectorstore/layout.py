@@ -199,6 +199,12 @@ def read_verified_manifest(gen_dir: Path, key: bytes) -> dict:
     if not isinstance(signature, str) or not isinstance(body, dict) or \
             not hmac.compare_digest(signature, _signature(body, key)):
         raise damaged(path, "was not written by this docchat install (bad signature)")
+    if _older_layout(body):  # signed by this install, so written by an earlier docchat: not damage
+        raise StoreError(
+            f"The index in {gen_dir.parent} was written by an earlier version of docchat (one FAISS file "
+            "per generation); this version keeps segments and cannot read it.",
+            fix="Rebuild it once with `docchat ingest --full` (your documents are not touched).",
+        )
     if not _well_formed(body):
         raise damaged(path, "is signed but not a manifest this version understands")
     from vectorstore.segments import verify_file
@@ -208,6 +214,12 @@ def read_verified_manifest(gen_dir: Path, key: bytes) -> dict:
         if not verify_file(file, expected):  # a file this process already checked is not read again
             raise damaged(file, "does not match its checksum (changed or damaged since docchat wrote it)")
     return body
+
+
+def _older_layout(body: dict) -> bool:
+    """A manifest of the layout before segments: one vectors.faiss beside the database."""
+    files = body.get("files")
+    return "segments" not in body and isinstance(files, dict) and "vectors.faiss" in files
 
 
 def _well_formed(body: dict) -> bool:

@@ -25,6 +25,7 @@ class Scope:
     only: str | None = None
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
+    reparse: bool = False  # parse its files again even when unchanged (re-index a document)
 
     @property
     def key(self) -> str:

@@ -120,10 +120,24 @@ def sync(settings: "Settings", paths: list[Path] | None = None, *, full: bool = 
     index was built with another embedding model (unless ``full``) or is damaged (``full``
     rebuilds it beside the damaged one).
     """
-    started = time.perf_counter()
-    report = progress or (lambda event: None)
     notes: list[str] = []
     scopes = scopes_for(paths or [_default_folder(settings, notes)], include, exclude)
+    return _sync(settings, scopes, notes, full=full, dry_run=dry_run, progress=progress, embedder=embedder)
+
+
+def reindex_document(settings: "Settings", source: str, root: str, *, progress: Progress | None = None,
+                     embedder: "EmbeddingBackend | None" = None) -> SyncSummary:
+    """Parse one indexed document again and replace its chunks, as one sync (one commit): after
+    a parser or a chunking setting changed. Chunks whose text is unchanged keep their vectors."""
+    if not (Path(root) / source).is_file():
+        raise DocchatError(f"{source} is no longer in {root}.", fix="Re-sync the folder to drop it from the index.")
+    return _sync(settings, [Scope(Path(root), source, reparse=True)], [], progress=progress, embedder=embedder)
+
+
+def _sync(settings: "Settings", scopes: list[Scope], notes: list[str], *, full: bool = False, dry_run: bool = False,
+          progress: Progress | None = None, embedder: "EmbeddingBackend | None" = None) -> SyncSummary:
+    started = time.perf_counter()
+    report = progress or (lambda event: None)
     prepared, embed = _Prepared(), Embedder(settings, embedder)
     with open_writer(settings, full=full, read_only=True) as snapshot:  # no lock
         summary = _pass(snapshot, scopes, settings, prepared, embed, report, apply=False, prepare=not dry_run)
@@ -182,7 +196,7 @@ def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: S
     to_read = []
     for disk in on_disk:
         old = catalog.get(disk.source)
-        if old is not None and (old.size, old.mtime_ns) == (disk.size, disk.mtime_ns):
+        if old is not None and (old.size, old.mtime_ns) == (disk.size, disk.mtime_ns) and not scope.reparse:
             summary.unchanged.append(disk.source)  # skipped without reading
         elif loaders.format_of(Path(disk.source)) is None:  # the name in the folder, not a link's target
             summary.skipped.append((disk.source, f"unsupported file type {Path(disk.source).suffix or '(no extension)'}"))
@@ -202,7 +216,7 @@ def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: S
             continue
         old = catalog.get(disk.source)
         record = FileRecord(scope.key, disk.source, disk.size, disk.mtime_ns, sha)
-        if old is not None and old.sha256 == sha:
+        if old is not None and old.sha256 == sha and not scope.reparse:
             summary.unchanged.append(disk.source)
             if apply:
                 writer.touch_file(record)

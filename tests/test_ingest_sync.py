@@ -23,7 +23,7 @@ from app.cli import main
 from app.config import with_overrides
 from app.errors import StoreError
 from ingest import sync as sync_module
-from ingest.sync import remove_document, sync
+from ingest.sync import reindex_document, remove_document, sync
 from vectorstore import Store, layout
 
 
@@ -70,6 +70,20 @@ def docs(tmp_path):
         "beta.md": "# Beta\n\n" + paragraph("beekeeping", 3),
         "sub/gamma.txt": paragraph("gamma rays", 2),
     })
+
+
+def test_reindexing_one_document_parses_it_again_and_leaves_the_others(settings, docs, counting):
+    sync(settings, [docs], embedder=counting)
+    before = contents(settings)
+    smaller = with_overrides(settings, chunk_size=120, chunk_overlap=0)  # a chunking setting changed
+    summary = reindex_document(smaller, "sub/gamma.txt", str(docs), embedder=counting)
+    after = contents(settings)
+    assert summary.updated == ["sub/gamma.txt"] and not summary.added and not summary.deleted
+    gamma = (str(docs), "sub/gamma.txt")
+    assert len(after[gamma]) > len(before[gamma])  # split again at the new size
+    assert {k: v for k, v in after.items() if k != gamma} == {k: v for k, v in before.items() if k != gamma}
+    with pytest.raises(Exception, match="no longer in"):
+        reindex_document(settings, "nope.md", str(docs), embedder=counting)
 
 
 def test_first_sync_adds_everything_and_a_second_embeds_nothing(settings, docs, counting):

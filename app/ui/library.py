@@ -35,6 +35,13 @@ def sync_folder(settings, *, embedder=None, progress=None):
     return sync(settings, [settings.docs_path], progress=progress, embedder=embedder)
 
 
+def reindex(settings, source: str, root: str, *, embedder=None):
+    """Read one document again and replace its passages in one commit (ingest.sync.reindex_document)."""
+    from ingest.sync import reindex_document
+
+    return reindex_document(settings, source, root, embedder=embedder)
+
+
 def remove(settings, source: str, root: str) -> bool:
     """Take a document out of the index; delete its file only if the app owns it.
 

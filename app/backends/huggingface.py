@@ -153,6 +153,29 @@ def prepare_chat_model(settings: "Settings", say) -> None:
     say(f"Chat model ready in {time.perf_counter() - started:.0f} s; later starts skip this step.")
 
 
+def prepare_embedding_model(settings: "Settings", say) -> None:
+    """Do the other slow step of a first start now, saying so: exporting the local embedding
+    model to ONNX (DOCCHAT_EMBEDDING_RUNTIME), so the first upload or question does not wait."""
+    if settings.embedding_runtime_name != "onnx":
+        return
+    from ingest.onnx_encoder import CONFIG, ensure_exported, export_dir
+
+    path = embedding_model_path(settings.embedding_model_name)
+    target = export_dir(settings.model_cache_path, path)
+    if (target / CONFIG).is_file():
+        return
+    say(f"Preparing the embedding model: exporting it once to ONNX into {target.parent} (about a minute)...")
+    started = time.perf_counter()
+    try:
+        ensure_exported(path, target)
+    except Exception as exc:  # a full disk, a broken model folder: the first embedding says it again
+        raise BackendError(f"Could not export the embedding model {settings.embedding_model_name!r} to ONNX "
+                           f"({type(exc).__name__}: {exc}).",
+                           fix="Check that DOCCHAT_MODEL_CACHE_DIR can be written, or set "
+                           "DOCCHAT_EMBEDDING_RUNTIME=torch.") from exc
+    say(f"Embedding model ready in {time.perf_counter() - started:.0f} s; later starts skip this step.")
+
+
 def ensure_converted(gguf: Path, target: Path) -> None:
     """Convert ``gguf`` into ``target`` unless another process already did.
 

@@ -49,16 +49,22 @@ def run(settings, args) -> int:
 
 
 def prepare_models(settings) -> None:
-    """Convert the embedded chat model now (with progress here), so that the page is ready
-    when it says so, and say which model answers and whether a better one is at hand."""
+    """Convert the embedded chat model and export the embedding model now (with progress here),
+    so that the page is ready when it says so; say which model answers and whether a better
+    one is at hand."""
     from app.backends.advice import model_advice
     from app.errors import DocchatError
 
-    if settings.llm_backend == "huggingface":
-        from app.backends.huggingface import prepare_chat_model
+    from app.backends import huggingface
 
+    say = lambda line: print(line, flush=True)  # noqa: E731
+    steps = [(settings.llm_backend, huggingface.prepare_chat_model),
+             (settings.embedding_backend, huggingface.prepare_embedding_model)]
+    for backend, prepare in steps:
+        if backend != "huggingface":
+            continue
         try:
-            prepare_chat_model(settings, say=lambda line: print(line, flush=True))
+            prepare(settings, say=say)
         except DocchatError as exc:  # the page shows it too, with the same fix
             print(f"{exc.message}\nFix: {exc.fix}", file=sys.stderr)
     advice = model_advice(settings)

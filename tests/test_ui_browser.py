@@ -209,6 +209,7 @@ def test_library_lists_every_document_and_opens_one(page, server, workdir):
     dialog.get_by_text("boiler.pdf, page 1").wait_for(timeout=60_000)
     shot(page, workdir, "library-document")
     page.keyboard.press("Escape")
+    dialog.wait_for(state="hidden")  # the page reruns as the dialog closes: click after that
     page.get_by_role("button", name="Re-index").click()  # read again, passages replaced
     page.get_by_text("boiler.pdf: re-indexed").wait_for(timeout=120_000)
 

@@ -136,7 +136,13 @@ def test_empty_state_then_documents_added_through_the_page(page, server, workdir
     files = [str(workdir / name) for name in [*DOCS, "boiler.pdf"]]
     page.locator('[data-testid="stChatInput"] input[type="file"]').set_input_files(files)
     page.get_by_text("boiler.pdf").first.wait_for()
-    box.press("Enter")
+    # Streamlit keeps Send disabled (and ignores Enter) until every dropped file has uploaded:
+    # on a busy machine that takes a moment, so send once it is enabled.
+    from playwright.sync_api import expect
+
+    send = page.locator('[data-testid="stChatInputSubmitButton"]')
+    expect(send).to_be_enabled(timeout=60_000)
+    send.click()
     page.get_by_text("Index updated: 3 added").wait_for(timeout=180_000)
     page.get_by_text("What would you like to know?").wait_for()
     page.get_by_text("3 documents indexed").wait_for()

@@ -15,10 +15,14 @@ from app.ui.formatting import size, when
 from app.ui.sanitize import downloadable_file, escape_markdown
 
 PASSAGES_SHOWN = 20
+NOTICE = "library-notice"  # what the last action did, shown once after its rerun
 
 
 def show(settings) -> None:
     st.markdown("### Library")
+    notice = st.session_state.pop(NOTICE, None)
+    if notice:
+        st.success(escape_markdown(notice), icon=":material/check:")
     try:
         store = resources.store(settings)
         documents = store.documents()
@@ -115,8 +119,9 @@ def _reindex(settings, doc) -> None:
     if summary.failed:
         st.error(escape_markdown(f"{doc.source} could not be read again: {summary.failed[0][1]}. Its passages are kept."))
         return
-    st.toast(escape_markdown(f"{doc.source}: re-indexed, {summary.chunks_added} passages "
-                             f"({summary.chunks_embedded} embedded anew)."))  # fmt: skip
+    # Said after the rerun that shows the new passages (a toast could vanish with the rerun).
+    st.session_state[NOTICE] = (f"{doc.source}: re-indexed, {summary.chunks_added} passages "
+                                f"({summary.chunks_embedded} embedded anew).")
     st.rerun()
 
 

@@ -15,8 +15,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import shutil
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -51,26 +49,11 @@ def export_dir(cache_root: Path, model_path: str) -> Path:
 
 
 def ensure_exported(model_path: str, target: Path) -> Path:
-    """Export ``model_path`` into ``target`` unless another process already did; returns ``target``."""
-    from filelock import FileLock
+    """Export ``model_path`` into ``target`` unless another process already did (once,
+    atomically: app.model_cache); returns ``target``."""
+    from app.model_cache import build_once
 
-    if (target / CONFIG).is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / CONFIG).is_file():
-            return target
-        for stale in target.parent.glob(f".{target.name}.*"):  # left by a killed export
-            shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():
-            shutil.rmtree(target)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            export(model_path, work)
-            work.rename(target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
-    return target
+    return build_once(target, CONFIG, lambda work: export(model_path, work))
 
 
 def export(model_path: str, out: Path) -> None:

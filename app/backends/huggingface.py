@@ -13,8 +13,6 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import logging
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -177,27 +175,11 @@ def prepare_embedding_model(settings: "Settings", say) -> None:
 
 
 def ensure_converted(gguf: Path, target: Path) -> None:
-    """Convert ``gguf`` into ``target`` unless another process already did.
+    """Convert ``gguf`` into ``target`` unless another process already did (once, atomically:
+    app.model_cache)."""
+    from app.model_cache import build_once
 
-    A file lock keeps two processes (the UI and a CLI command) from converting at once. The
-    folder appears by an atomic rename, so it is either absent or complete, never half written.
-    """
-    from filelock import FileLock
-
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(target) + ".lock"):
-        if (target / "config.json").is_file():
-            return
-        for stale in target.parent.glob(f".{target.name}.*"):  # left by a crashed conversion
-            shutil.rmtree(stale, ignore_errors=True)
-        if target.exists():
-            shutil.rmtree(target)
-        work = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-        try:
-            convert_gguf(gguf, work)
-            work.rename(target)
-        finally:
-            shutil.rmtree(work, ignore_errors=True)
+    build_once(target, "config.json", lambda work: convert_gguf(gguf, work))
 
 
 def convert_gguf(gguf: Path, out: Path) -> None:

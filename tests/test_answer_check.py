@@ -110,6 +110,12 @@ def test_the_stream_guard_holds_back_what_turns_out_bad(prompt_lines, raw, gone)
     assert gone not in stream(StreamGuard(prompt_lines, SOURCE), raw)
 
 
+def test_the_stream_guard_stops_a_loop_inside_a_sentence_that_never_ends(prompt_lines):
+    guard = StreamGuard(prompt_lines, SOURCE)
+    shown = stream(guard, "Run this command:\n\n```\ndocchat ingest --full --full --full --full --full --full --full --full ")
+    assert guard.stop and shown.count("--full") < 3  # recorded: a sampled SmolLM2 answer on the samples
+
+
 def test_the_stream_guard_stops_when_the_model_writes_the_next_turn(prompt_lines):
     guard = StreamGuard(prompt_lines, SOURCE)
     shown = stream(guard, "It is descaled every 6 weeks [1].\nQuestion: what about the tank? The tank holds 2.5 litres.")

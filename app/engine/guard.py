@@ -359,7 +359,12 @@ class StreamGuard:
         return rest
 
     def _partial(self) -> str:
-        """The shown part of the unfinished sentence grows word by word unless it is suspicious."""
+        """The shown part of the unfinished sentence grows word by word unless it is suspicious;
+        a loop inside it ("--full --full --full ...", a sentence that never ends) stops the model
+        as a repeated sentence does, before the repeat is shown."""
+        if has_phrase_loop(words(self.pending)):
+            self.repeats, self.stop = self.MAX_REPEATS, True
+            return ""
         if self.judge.suspicious_start(self.pending):
             return ""
         end = self.pending.rfind(" ") + 1  # never release half a word (it may become a URL)

@@ -179,6 +179,8 @@ def test_only_name_like_words_count_as_unknown():
     assert name_like("Where are my conversations stored?") == []  # plain words say nothing
     assert name_like("Which MongoDB stage joins collections in MySQL 8.0?") == ["mongodb", "mysql"]
     assert name_like("What is innodb_buffer_pool_size?") == ["innodb_buffer_pool_size"]
+    # a capital that starts a sentence is grammar, not a name
+    assert name_like("What queue is fast? Popping from a list is slow. Why?") == []
 
 
 def test_a_subject_the_documents_never_name_raises_the_bar_like_a_version():

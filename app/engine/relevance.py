@@ -91,15 +91,16 @@ def keyword_coverage(question: str, chunks: list[str]) -> float:
 
 
 def name_like(query: str) -> list[str]:
-    """The words of ``query`` that look like names: capitalised after the first word
-    ("MongoDB", "Patroni"), or holding a digit or underscore ("innodb_buffer_pool_size");
+    """The words of ``query`` that look like names: capitalised other than at the start of a
+    sentence ("MongoDB", "Patroni"), or holding a digit or underscore ("innodb_buffer_pool_size");
     and file names whole (".gitlab-ci.yml", "pg_hba.conf"), checked as a phrase of their parts."""
     names = [name.lower() for name in _FILE_NAME.findall(query)]
-    for position, token in enumerate(_TOKEN.findall(query)):
-        for word in re.findall(r"\w+", token):
+    for match in _TOKEN.finditer(query):
+        starts_sentence = re.search(r"(^|[.?!:])\s*$", query[: match.start()]) is not None
+        for word in re.findall(r"\w+", match.group()):
             if len(word) <= 2 or word.isdigit():
                 continue
-            capitalised = position > 0 and any(ch.isupper() for ch in word)
+            capitalised = not starts_sentence and any(ch.isupper() for ch in word)
             if capitalised or "_" in word or any(ch.isdigit() for ch in word):
                 names.append(word.lower())
     return list(dict.fromkeys(names))

@@ -179,6 +179,7 @@ def test_only_name_like_words_count_as_unknown():
     assert name_like("Where are my conversations stored?") == []  # plain words say nothing
     assert name_like("Which MongoDB stage joins collections in MySQL 8.0?") == ["mongodb", "mysql"]
     assert name_like("What is innodb_buffer_pool_size?") == ["innodb_buffer_pool_size"]
+    assert name_like("What does the --freeze-deps option of python -m venv do?") == ["--freeze-deps"]
     # a capital that starts a sentence is grammar, not a name
     assert name_like("What queue is fast? Popping from a list is slow. Why?") == []
 

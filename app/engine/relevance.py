@@ -47,6 +47,8 @@ _SUFFIXES = ("ing", "ed", "es", "s", "ly")
 _TOKEN = re.compile(r"[\w.]*\w")
 _STOP = frozenset("me my mine our ours us i".split())
 _FILE_NAME = re.compile(r"(?<![\w.])\.?[A-Za-z][\w.-]*\.[a-z]{2,4}\b")
+# A command-line option ("--freeze-deps"): documentation that covers a tool lists its options.
+_LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _VERSION = re.compile(r"\b([A-Z][\w+#-]*[A-Za-z])\s+v?(\d+(?:\.\d+)*)\b")
 _QUOTED = re.compile(r'"([^"]{2,60})"|\u201c([^\u201d]{2,60})\u201d|`([^`]{2,60})`')
 # "how do I use X to ...": X, up to three words, is what the user wants to work with. The
@@ -93,8 +95,9 @@ def keyword_coverage(question: str, chunks: list[str]) -> float:
 def name_like(query: str) -> list[str]:
     """The words of ``query`` that look like names: capitalised other than at the start of a
     sentence ("MongoDB", "Patroni"), or holding a digit or underscore ("innodb_buffer_pool_size");
-    and file names whole (".gitlab-ci.yml", "pg_hba.conf"), checked as a phrase of their parts."""
-    names = [name.lower() for name in _FILE_NAME.findall(query)]
+    and file names (".gitlab-ci.yml", "pg_hba.conf") and long options ("--freeze-deps") whole,
+    checked as a phrase of their parts."""
+    names = [name.lower() for name in _FILE_NAME.findall(query) + _LONG_OPTION.findall(query)]
     for match in _TOKEN.finditer(query):
         starts_sentence = re.search(r"(^|[.?!:])\s*$", query[: match.start()]) is not None
         for word in re.findall(r"\w+", match.group()):

@@ -187,7 +187,8 @@ def parse_rst(text: str, name: str) -> ParsedDocument:
 
 # -- HTML -----------------------------------------------------------------------------------
 _DROP_TAGS = ("script", "style", "nav", "header", "footer", "noscript", "template", "svg", "iframe", "form", "head")
-_DROP_CLASSES = ("navheader", "navfooter", "navbar", "sidebar", "breadcrumb", "toc-nav")
+# "headerlink": the permalink mark (¶) Sphinx puts after every heading and term.
+_DROP_CLASSES = ("navheader", "navfooter", "navbar", "sidebar", "breadcrumb", "toc-nav", "headerlink")
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4}
 _BLOCKS = {"p", "div", "li", "ul", "ol", "pre", "tr", "table", "br", "h5", "h6", "dt", "dd", "dl",
            "blockquote", "section", "article", "main", "figure", "figcaption", "hr", "td", "th"}

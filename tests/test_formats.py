@@ -237,8 +237,9 @@ def test_eml_and_mbox_keep_subject_sender_date_and_read_attachments(tmp_path):
     heading = "Board minutes (Ada <ada@example.org>, Mon, 02 Mar 2026 09:15:00 +0000)"
     assert document.title == "Board minutes"
     assert document.sections[0].heading == heading and "pier budget" in document.sections[0].text
-    attachment = document.sections[1]
-    assert attachment.heading == f"{heading} > attachment agenda.md > Agenda" and "harbour crane" in attachment.text
+    [attachment] = document.attachments  # a document of its own, parsed by the Markdown parser
+    assert (attachment.name, attachment.document.title) == ("agenda.md", "Agenda (attached to: Board minutes)")
+    assert attachment.document.sections[0].heading == "Agenda" and "harbour crane" in attachment.document.sections[0].text
     box = mailbox.mbox(tmp_path / "archive.mbox")
     for n in range(3):
         box.add(make_message(f"Weekly note {n}", f"Week {n}: the tide tables were updated."))
@@ -246,6 +247,21 @@ def test_eml_and_mbox_keep_subject_sender_date_and_read_attachments(tmp_path):
     box.close()
     assert [s.heading.split(" (")[0] for s in parse(tmp_path / "archive.mbox").sections] == \
         ["Weekly note 0", "Weekly note 1", "Weekly note 2"]
+
+
+def test_a_mail_bomb_of_attachments_is_bounded_with_a_reason(tmp_path):
+    from ingest.attachments import MAX_ATTACHMENTS
+
+    message = make_message("Spam", "Many files.")
+    for n in range(MAX_ATTACHMENTS + 5):
+        message.add_attachment(f"Note {n}: the tide was high.".encode(), maintype="text", subtype="plain",
+                               filename="note.txt")  # the same name each time
+    (tmp_path / "spam.eml").write_bytes(message.as_bytes())
+    document = parse(tmp_path / "spam.eml")
+    names = [a.name for a in document.attachments]
+    assert len(names) == MAX_ATTACHMENTS and names[:3] == ["note.txt", "note (2).txt", "note (3).txt"]
+    assert document.notes == [f"attachments after the first {MAX_ATTACHMENTS} not read (a bound against mail "
+                              "bombs): save them as files to ingest them"]
 
 
 # -- in the index: the right row found; bad files reported, the rest ingested -----------------

@@ -280,6 +280,41 @@ def test_a_spreadsheet_question_finds_the_right_row(settings, embeddings, tmp_pa
     assert hit.metadata["heading"].startswith("Stock, rows ")
 
 
+def make_fleet_pdf(path: Path) -> Path:
+    """A ruled table over two pages (fpdf2 repeats its header row on the second), text around it."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 7, "Ferry fleet register: every vessel with its home port, seats and year built.")
+    with pdf.table() as table:
+        table.row(["vessel", "home port", "seats", "built"])
+        for n in range(1, 61):
+            row = ["Petrel", "Saint-Malo", "212", "1987"] if n == 47 else \
+                [f"Vessel {n}", "Eastport" if n % 2 else "Westhaven", str(100 + n), str(1990 + n % 30)]
+            table.row(row)
+    pdf.multi_cell(0, 7, "All vessels are inspected every spring.")
+    pdf.output(str(path))
+    return path
+
+
+def test_a_table_inside_a_pdf_is_chunked_by_rows_and_the_right_row_found(settings, embeddings, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_fleet_pdf(docs / "fleet.pdf")
+    sync(settings, [docs], embedder=embeddings)
+    from app.retriever import DocchatRetriever
+
+    retriever = DocchatRetriever(settings=settings, embeddings=embeddings.embeddings, k=1)
+    hit = retriever.invoke("How many seats does the Petrel have?")[0]
+    assert "row 48: vessel: Petrel; home port: Saint-Malo; seats: 212; built: 1987" in hit.page_content
+    assert hit.page_content.startswith("vessel | home port | seats | built\n")  # the header, repeated
+    assert hit.metadata["page"] == 2 and hit.metadata["heading"].startswith("Table 1, rows ")  # one table, 2 pages
+    text = retriever.invoke("When are the vessels inspected?")[0]
+    assert "inspected every spring" in text.page_content and "Petrel" not in text.page_content
+
+
 def test_bad_files_of_each_new_type_are_reported_and_the_rest_ingested(settings, embeddings, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()

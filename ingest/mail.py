@@ -120,8 +120,8 @@ class _Mail:
             document, error = None, str(exc)
         except Exception as exc:  # one attachment's parser failing is that attachment's problem only
             document, error = None, f"parser failed ({type(exc).__name__}: {exc})"
-        else:
-            error = None if not document.is_empty else "empty: no text found"
+        else:  # as sync says it of a file (e.g. a scanned PDF without Tesseract: "needs OCR ... install ...")
+            error = None if not document.is_empty else "no text found: " + ("; ".join(document.notes) or "empty")
         if self.inline:
             if error:
                 self.notes.append(f"attachment {name} not read: {error}")

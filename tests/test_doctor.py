@@ -159,11 +159,12 @@ def test_ocr_shows_tesseract_and_its_languages_and_the_install_line_when_absent(
     monkeypatch.setenv("DOCCHAT_OCR_LANGUAGES", "eng+deu")
     if shutil.which("tesseract"):  # Debian's tesseract-ocr and tesseract-ocr-eng (.ci/run installs them)
         code, out = doctor(capsys, "--json")
-        ocr = json.loads(out)["ocr"]
+        report = json.loads(out)
+        ocr, [line] = report["ocr"], [c for c in report["checks"] if c["name"] == "OCR"]
         assert code == 0 and ocr["tesseract"].startswith("5.") and "eng" in ocr["languages"]
         assert (ocr["wanted"], ocr["missing"]) == (["eng", "deu"], ["deu"])
-        code, out = doctor(capsys)
-        assert "warn OCR" in out and "deu not installed" in out and "fix: apt-get install tesseract-ocr-deu" in out
+        assert line["status"] == "warn" and "deu not installed" in line["detail"]
+        assert line["fix"] == "apt-get install tesseract-ocr-deu"
     monkeypatch.setenv("PATH", str(tmp_path))  # no tesseract on it: OCR is optional, a warning only
     code, out = doctor(capsys)
     assert code == 0, out

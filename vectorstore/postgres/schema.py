@@ -10,6 +10,7 @@ from __future__ import annotations
 
 MIGRATION_LOCK = 0x646F6363_0001  # pg_advisory_xact_lock keys: one per purpose ("docc" + n)
 INDEX_LOCK = 0x646F6363_0002  # shared by per-file syncs, exclusive for a full rebuild and the stamp
+TERMS_LOCK = 0x646F6363_0003  # one folding of term changes into docchat_terms at a time
 MIN_PGVECTOR = (0, 8, 0)  # iterative index scans (filtered HNSW search that fills the top-k)
 
 MIGRATIONS: list[tuple[int, str]] = [
@@ -31,6 +32,22 @@ CREATE INDEX docchat_chunks_by_file ON docchat_chunks (root, source, position);
 CREATE INDEX docchat_chunks_by_source ON docchat_chunks (source text_pattern_ops);
 CREATE INDEX docchat_chunks_fts ON docchat_chunks USING gin (tsv);
 CREATE SEQUENCE docchat_changes;
+"""),
+    # BM25 for the keyword side (vectorstore.postgres.keywords): each chunk's length in words, and
+    # per-lexeme chunk counts. A file's sync appends its +/- counts to docchat_term_changes in its
+    # own transaction (no row another writer updates, so syncs of different files never wait on
+    # each other); writers fold the changes into docchat_terms now and then. The '' lexeme holds
+    # the number of chunks and their total words.
+    (2, """
+ALTER TABLE docchat_chunks ADD COLUMN words integer NOT NULL DEFAULT 0;
+UPDATE docchat_chunks SET words = coalesce(array_length(
+    regexp_split_to_array(btrim(regexp_replace(text, '[^[:alnum:]]+', ' ', 'g')), ' '), 1), 0);
+CREATE TABLE docchat_terms (lexeme text PRIMARY KEY, chunks bigint NOT NULL, words bigint NOT NULL DEFAULT 0);
+CREATE TABLE docchat_term_changes (lexeme text NOT NULL, chunks bigint NOT NULL, words bigint NOT NULL DEFAULT 0);
+CREATE INDEX docchat_term_changes_by_lexeme ON docchat_term_changes (lexeme);
+INSERT INTO docchat_terms (lexeme, chunks)
+    SELECT lexeme, count(*) FROM docchat_chunks, unnest(tsvector_to_array(tsv)) AS lexeme GROUP BY lexeme;
+INSERT INTO docchat_terms (lexeme, chunks, words) SELECT '', count(*), coalesce(sum(words), 0) FROM docchat_chunks;
 """),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
@@ -65,6 +82,6 @@ def unstamp_sql() -> list[str]:
     return [
         "DROP INDEX IF EXISTS docchat_chunks_hnsw",
         "ALTER TABLE docchat_chunks ALTER COLUMN embedding TYPE vector",
-        "DELETE FROM docchat_meta WHERE key IN ('model', 'dim')",
+        "DELETE FROM docchat_meta WHERE key IN ('model', 'dim', 'embedding')",
     ]
 

@@ -8,6 +8,7 @@ transaction, and a query sees every file either before or after it.
 from __future__ import annotations
 
 import re
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -36,17 +37,23 @@ def read_stamp(conn) -> tuple[str | None, int | None, str | None]:
     return meta["model"], int(meta["dim"]), embedding_stamp(meta)
 
 
-_stamp_pools: dict[str, Pool] = {}
+_stamp_pools: dict[str, Pool] = {}  # per database, the few most recent (tests use many databases)
+_stamp_lock = threading.Lock()
+STAMP_POOLS = 4
 
 
 def live_stamp(settings: "Settings") -> str:
-    """The index's stamp as one token, read through a connection kept for it per process: a
-    replica compares it with its open store's on each request, so an ``ingest --full`` with
-    another model (or runtime) from elsewhere is noticed without a restart."""
+    """The index's stamp as one token ("" before the first write), read through a connection
+    kept for it per process: a replica compares it with its open store's on each request, so an
+    ``ingest --full`` with another model (or runtime) from elsewhere is noticed without a restart."""
     dsn = settings.database_dsn
-    pool = _stamp_pools.get(dsn)
-    if pool is None:
-        pool = _stamp_pools.setdefault(dsn, Pool(settings, size=2))
+    with _stamp_lock:
+        pool = _stamp_pools.pop(dsn, None)
+        if pool is None:
+            pool = Pool(settings, size=2)
+        _stamp_pools[dsn] = pool  # most recent last
+        while len(_stamp_pools) > STAMP_POOLS:
+            _stamp_pools.pop(next(iter(_stamp_pools))).close()
     with pool.connection() as conn:
         model, dim, embedding = read_stamp(conn)
     return stamp_token(model, dim, embedding) if model else ""

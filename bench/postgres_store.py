@@ -37,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.config import load_settings, with_overrides  # noqa: E402
 from app.engine.fusion import add_keyword_hits  # noqa: E402
 from vectorstore.backend import open_store, open_writer  # noqa: E402
+from vectorstore.postgres import keywords  # noqa: E402
 from vectorstore.postgres.connection import connect  # noqa: E402
 from vectorstore.records import FileRecord, NewChunk  # noqa: E402
 from vectorstore.transfer import copy_index  # noqa: E402
@@ -100,15 +101,38 @@ def write_cost(settings, pg, n_chunks: int, rate: float) -> None:
     shutil.rmtree(local.index_path, ignore_errors=True)
 
 
-def answer_quality(base, pg, rows, embedder) -> None:
+def ts_rank_cd_search(conn, query: str, k: int, sources=None) -> list[tuple]:
+    """The previous keyword ranking (no IDF), for comparison: budget 0 on the command line."""
+    from vectorstore.schema import source_filter
+
+    words = list(dict.fromkeys(keywords._WORD.findall(query.lower())))
+    where_sql, params = source_filter(sources, "c.source", mark="%s")
+    return conn.execute("SELECT c.id, c.text, c.metadata, ts_rank_cd(c.tsv, q) AS rank FROM docchat_chunks c, "
+                        f"websearch_to_tsquery('english', %s) q WHERE c.tsv @@ q AND {where_sql} "
+                        "ORDER BY rank DESC, c.id LIMIT %s", [" or ".join(words), *params, k]).fetchall()
+
+
+def use_budget(budget: int) -> str:
+    """Set the PostgreSQL keyword ranking: BM25 with this candidate budget, or 0: ts_rank_cd."""
+    from vectorstore.postgres import store
+
+    store.bm25_search = keywords.bm25_search if budget else ts_rank_cd_search
+    keywords.CANDIDATE_BUDGET = budget or keywords.CANDIDATE_BUDGET
+    return f"BM25, budget {budget:,}" if budget else "ts_rank_cd"
+
+
+def answer_quality(base, pg, rows, embedder, budgets: list[int]) -> None:
     """The engine's retrieval (hybrid, thresholds) over the real index in each store: the same
     questions should find the same gold pages."""
     from app.engine.retrieval import RetrievalQuery, retrieve
 
     print("\n## 1b. The engine's retrieval over the real index, both stores (k=5)")
     found_by: dict[str, set[str]] = {}
-    for kind, settings in (("local", base), ("postgres", pg)):
-        store = open_store(settings, kind=kind)
+    runs = [("local", base, None)] + [("postgres", pg, b) for b in budgets]
+    for kind, settings, budget in runs:
+        if budget is not None:
+            kind = f"postgres ({use_budget(budget)})"
+        store = open_store(settings, kind="local" if kind == "local" else "postgres")
         hits_at_5 = abstained = 0
         answerable = [r for r in rows if r.get("answerable", True)]
         found_by[kind] = set()
@@ -125,8 +149,10 @@ def answer_quality(base, pg, rows, embedder) -> None:
         store.close()
         print(f"{kind}: gold page in top 5 for {hits_at_5}/{len(answerable)} answerable questions; "
               f"{abstained}/{len(rows) - len(answerable)} unanswerable ones found nothing", flush=True)
-    print(f"found only locally: {sorted(found_by['local'] - found_by['postgres'])}; "
-          f"only on PostgreSQL: {sorted(found_by['postgres'] - found_by['local'])}")
+    for kind in list(found_by)[1:]:
+        print(f"found only locally: {sorted(found_by['local'] - found_by[kind])}; "
+              f"only on {kind}: {sorted(found_by[kind] - found_by['local'])}")
+    use_budget(budgets[0])
 
 
 def synthetic(texts, metas, vectors, n: int, seed: int = 7):
@@ -232,6 +258,9 @@ def main() -> int:
     parser.add_argument("--source", required=True, help="data folder with a local index of real chunks")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--embed-sample", type=int, default=300)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[keywords.CANDIDATE_BUDGET],
+                        help="PostgreSQL keyword rankings to compare: BM25 candidate budgets, 0 = the old ts_rank_cd "
+                        "(the first is used for the rest)")
     parser.add_argument("--skip-write", action="store_true")
     parser.add_argument("--only-write", action="store_true", help="sections 1 and 1b only")
     args = parser.parse_args()
@@ -255,7 +284,7 @@ def main() -> int:
     qvecs /= np.linalg.norm(qvecs, axis=1, keepdims=True)
     if not args.skip_write:
         write_cost(base, pg, len(texts), embedding_rate(base, texts, args.embed_sample))
-        answer_quality(base, pg, rows, embedder)
+        answer_quality(base, pg, rows, embedder, args.budgets)
 
     if args.only_write:
         args.sizes = []
@@ -273,13 +302,17 @@ def main() -> int:
             store = open_store(settings, kind=kind)
             for v in qvecs[:3]:  # warm-up
                 store.search(v, 10)
-            dense, filtered, keyword, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs,
-                                                                                 idx_files)
+            for budget in (args.budgets if kind == "postgres" else [None]):
+                label = kind if budget is None else f"{kind} ({use_budget(budget)})"
+                dense, filtered, keyword, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs,
+                                                                                     idx_files)
+                load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
+                print(f"| {n:,} | {label} | {seconds:.0f} | {ms(dense)} | {ms(filtered)} | {ms(keyword)} | "
+                      f"{ms(hybrid)} | {recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
+            use_budget(args.budgets[0])
             store.close()
             again = resync(settings, kind, texts, metas, vecs)
-            load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
-            print(f"| {n:,} | {kind} | {seconds:.0f} | {ms(dense)} | {ms(filtered)} | {ms(keyword)} | {ms(hybrid)} | "
-                  f"{recall:.3f} / {filtered_recall:.3f} | {again:.2f} s | {load_average} |", flush=True)
+            print(f"| {n:,} | {kind} | | | | | | | {again:.2f} s | |", flush=True)
         shutil.rmtree(local.index_path, ignore_errors=True)
         qps = throughput(pg, queries, qvecs)
         print(f"|  | postgres, 8 concurrent clients (dense + keyword per query) | | {qps:.1f} queries/s | | | | | | |",

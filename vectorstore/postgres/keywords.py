@@ -2,17 +2,20 @@
 
 ``ts_rank_cd`` has no inverse document frequency: in an OR of a question's words, a chunk full
 of common words ("table", "index") outranks one holding the rare name the question is about.
-So the ranking here is FTS5's ``bm25()`` (k1 = 1.2, b = 0.75, the same IDF formula), computed
-in SQL from each chunk's tsvector (term frequencies), its length in words, and per-lexeme
-chunk counts the writer keeps in the same transaction as each file's sync
-(``docchat_terms`` + ``docchat_term_changes``, see ``schema``).
+So the ranking here is FTS5's: the same words (runs of letters and digits, Porter's stemmer, no
+stop words in the index: the ``docchat_porter`` configuration, see ``schema``), the same query
+(the question's words less the local store's stop words, OR-ed; a word such as ``work_mem`` is
+the phrase "work mem"), and ``bm25()`` with k1 = 1.2, b = 0.75 and the same IDF, computed in SQL
+from each chunk's tsvector (term frequencies), its length in words, and per-lexeme chunk counts
+the writer keeps in the same transaction as each file's sync (``docchat_terms`` +
+``docchat_term_changes``). A phrase's frequency in a chunk is taken as its rarest word's.
 
 An OR of common words matches much of a large index, and ranking every match is what made
-keyword search slow at 100k chunks. Ranking is exact but reads only what it must (MaxScore):
-the query's lexemes are taken rarest first, and only chunks holding one of the rare ones are
-ranked; a chunk holding none of them can score at most the sum of the other lexemes' upper
-bounds (``idf * (k1 + 1)``), so once the k-th best score reaches that sum the top k is final.
-Otherwise the ranking runs once more over the chunks holding any lexeme that could still lift
+keyword search slow at 100k chunks. Ranking reads only what it must (MaxScore): the query's
+terms are taken rarest first, and only chunks holding one of the rare ones are ranked; a chunk
+holding none of them can score at most the sum of the other terms' upper bounds
+(``idf * (k1 + 1)``), so once the k-th best score reaches that sum the top k is final.
+Otherwise the ranking runs once more over the chunks holding any term that could still lift
 a chunk above the k-th score, as far as ``CANDIDATE_BUDGET`` allows: the top k is exact unless a
 query's words are all common in a large index, where chunks holding only its commonest words
 are left out.
@@ -22,8 +25,10 @@ from __future__ import annotations
 
 import math
 import re
+from dataclasses import dataclass
 
 from vectorstore.schema import source_filter
+from vectorstore.store import STOPWORDS
 
 K1, B = 1.2, 0.75  # FTS5's bm25() defaults
 # Chunks ranked per query at most, counted as the sum of the lexemes' chunk counts, beyond the
@@ -64,57 +69,118 @@ def idf(total: int, holding: int) -> float:
 
 _RANK = """
 SELECT c.id, c.text, c.metadata, ranked.score FROM (
-    SELECT c.id, sum(w.idf * t.tf * %(k1p)s / (t.tf + %(k1)s * (1 - %(b)s + %(b)s * c.words / %(avgdl)s))) AS score
+    SELECT c.id, coalesce((
+        SELECT sum(w.idf * %(k1p)s / (1 + %(k1)s * (1 - %(b)s + %(b)s * c.words / %(avgdl)s)
+                                       / coalesce(array_length(u.positions, 1), 1)))
+        FROM unnest(ts_filter(setweight(c.tsv, 'A', %(lexemes)s::text[]), '{{a}}')) AS u
+        JOIN unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS w (lexeme, idf) ON w.lexeme = u.lexeme
+    ), 0){phrases} AS score
     FROM docchat_chunks c
-    CROSS JOIN LATERAL unnest(ts_filter(setweight(c.tsv, 'A', %(lexemes)s::text[]), '{{a}}')) AS u
-    JOIN unnest(%(lexemes)s::text[], %(idfs)s::float8[]) AS w (lexeme, idf) ON w.lexeme = u.lexeme
-    CROSS JOIN LATERAL (SELECT coalesce(array_length(u.positions, 1), 1)::float8 AS tf) AS t
     WHERE c.tsv @@ %(match)s::tsquery AND {where}
-    GROUP BY c.id, c.words ORDER BY score DESC, c.id LIMIT %(k)s
+    ORDER BY score DESC, c.id LIMIT %(k)s
 ) AS ranked JOIN docchat_chunks c ON c.id = ranked.id ORDER BY ranked.score DESC, c.id
 """
+# A phrase's part of the score: its rarest word's frequency stands for the phrase's.
+_PHRASE = """ + CASE WHEN c.tsv @@ %(phrase_{n})s::tsquery THEN %(phrase_idf_{n})s * %(k1p)s
+    / (1 + %(k1)s * (1 - %(b)s + %(b)s * c.words / %(avgdl)s) / (
+        SELECT min(coalesce(array_length(u.positions, 1), 1))
+        FROM unnest(ts_filter(setweight(c.tsv, 'A', %(phrase_lexemes_{n})s::text[]), '{{a}}')) AS u)) ELSE 0 END"""
+
+
+@dataclass
+class Term:
+    """One OR-ed part of the query: a lexeme, or a phrase (``query`` set) of several."""
+
+    lexemes: list[str]
+    query: str | None = None  # the phrase as a tsquery
+    copies: int = 1  # distinct query words that came to it ("index", "indexes"): FTS5 weighs each
+    chunks: int = 0  # chunks holding it
+    weight: float = 0.0  # idf x copies
+
+    @property
+    def match(self) -> str:
+        return f"({self.query})" if self.query else quoted(self.lexemes[0])
+
+
+def query_terms(conn, query: str) -> list[Term]:
+    """The query's words less stop words (unless nothing else is left), as FTS5 reads them."""
+    words = list(dict.fromkeys(_WORD.findall(query.lower())))
+    words = [w for w in words if w not in STOPWORDS] or words
+    if not words:
+        return []
+    rows = conn.execute(
+        "SELECT tsvector_to_array(to_tsvector('docchat_porter', t)), phraseto_tsquery('docchat_porter', t)::text "
+        "FROM unnest(%s::text[]) AS w, regexp_replace(w, '[^[:alnum:]]+', ' ', 'g') AS t", [words]).fetchall()
+    terms: dict[str, Term] = {}
+    for lexemes, phrase in rows:
+        if not lexemes:
+            continue
+        key = phrase if len(lexemes) > 1 else lexemes[0]
+        if key in terms:
+            terms[key].copies += 1
+        else:
+            terms[key] = Term(sorted(lexemes), phrase if len(lexemes) > 1 else None)
+    return list(terms.values())
 
 
 def bm25_search(conn, query: str, k: int, sources: list[str] | None = None) -> list[tuple]:
     """(id, text, metadata, score) of the k chunks with the best BM25 score for any of the
-    query's words (English stemming and stop words), best first."""
-    words = " ".join(dict.fromkeys(_WORD.findall(query.lower())))
-    if not words or k <= 0:
+    query's words, best first."""
+    terms = query_terms(conn, query) if k > 0 else []
+    if not terms:
         return []
-    lexemes = conn.execute("SELECT tsvector_to_array(to_tsvector('english', %s))", [words]).fetchone()[0]
-    total, avgdl, holding = statistics(conn, lexemes)
-    if not holding:
+    total, avgdl, holding = statistics(conn, [t.lexemes[0] for t in terms if not t.query])
+    for term in terms:
+        term.chunks = holding.get(term.lexemes[0], 0) if not term.query else conn.execute(
+            "SELECT count(*) FROM docchat_chunks WHERE tsv @@ %s::tsquery", [term.query]).fetchone()[0]
+        term.weight = idf(total, term.chunks) * term.copies
+    rarest = sorted((t for t in terms if t.chunks), key=lambda t: (-t.weight, t.match))
+    if not rarest:
         return []
-    weights = {lexeme: idf(total, n) for lexeme, n in holding.items()}
-    rarest = sorted(weights, key=lambda lexeme: (-weights[lexeme], lexeme))
-    bound = [w * (K1 + 1) for w in (weights[lexeme] for lexeme in rarest)]
     where, filter_params = source_filter(sources, "c.source", mark="%(source_{})s")
     where = where.format(*range(len(filter_params)))
-    params = {"k1p": K1 + 1, "k1": K1, "b": B, "avgdl": max(avgdl, 1e-9), "lexemes": rarest,
-              "idfs": [weights[lexeme] for lexeme in rarest], "k": k,
+    simple = [t for t in rarest if not t.query]
+    phrases = [t for t in rarest if t.query]
+    params = {"k1p": K1 + 1, "k1": K1, "b": B, "avgdl": max(avgdl, 1e-9), "k": k,
+              "lexemes": [t.lexemes[0] for t in simple], "idfs": [t.weight for t in simple],
               **{f"source_{n}": value for n, value in enumerate(filter_params)}}
-    # Few matches in all: rank them all. Otherwise rank the chunks holding the rarest lexemes
-    # that together can fill the top k; then, if the k-th score does not rule out chunks holding
-    # only the other lexemes, once more with every lexeme those could outscore it with (MaxScore:
-    # scores only rise with more candidates), as far as the candidate budget allows.
-    matches = [holding[lexeme] for lexeme in rarest]
+    for n, term in enumerate(phrases):
+        params.update({f"phrase_{n}": term.query, f"phrase_idf_{n}": term.weight, f"phrase_lexemes_{n}": term.lexemes})
+    sql = _RANK.format(where=where, phrases="".join(_PHRASE.format(n=n) for n in range(len(phrases))))
+
+    def rank(candidates: list[Term]) -> list[tuple]:
+        """The top k over every term, among the chunks holding one of ``candidates``."""
+        return conn.execute(sql, {**params, "match": " | ".join(t.match for t in candidates)}).fetchall()
+
+    # Few matches in all: rank them all. Otherwise rank the chunks holding the rarest terms that
+    # together can fill the top k; then, if the k-th score does not rule out chunks holding only
+    # the other terms, once more with every term those could outscore it with (MaxScore: scores
+    # only rise with more candidates), as far as the candidate budget allows.
+    matches = [t.chunks for t in rarest]
     if sum(matches) <= CANDIDATE_BUDGET:
-        return _rank(conn, where, params, rarest)
+        return rank(rarest)
     used = 1
     while used < len(rarest) and sum(matches[:used]) < k:
         used += 1
-    rows = _rank(conn, where, params, rarest[:used])
+    rows = rank(rarest[:used])
     threshold = rows[k - 1][3] if len(rows) >= k else 0.0
+    bound = [t.weight * (K1 + 1) for t in rarest]
     needed = len(rarest)
     while needed > used and sum(bound[needed - 1:]) <= threshold:
         needed -= 1  # chunks holding only rarest[needed - 1:] cannot pass the k-th score
     wider = used
     while wider < needed and sum(matches[:wider + 1]) <= CANDIDATE_BUDGET:
         wider += 1
-    return rows if wider == used else _rank(conn, where, params, rarest[:wider])
+    return rows if wider == used else rank(rarest[:wider])
 
 
-def _rank(conn, where: str, params: dict, candidates: list[str]) -> list[tuple]:
-    """The top k by BM25 over every query lexeme, among the chunks holding one of ``candidates``."""
-    match = " | ".join(quoted(lexeme) for lexeme in candidates)
-    return conn.execute(_RANK.format(where=where), {**params, "match": match}).fetchall()
+def has_phrase(conn, term: str, sources: list[str] | None = None) -> bool:
+    """Whether any chunk (of ``sources``) holds ``term``'s words side by side, in that order."""
+    words = _WORD.findall(term.lower())
+    if not words:
+        return False
+    where, params = source_filter(sources, "c.source", mark="%s")
+    return conn.execute(
+        "SELECT 1 FROM docchat_chunks c WHERE c.tsv @@ phraseto_tsquery('docchat_porter', "
+        f"regexp_replace(%s, '[^[:alnum:]]+', ' ', 'g')) AND {where} LIMIT 1", [" ".join(words), *params]).fetchone() \
+        is not None

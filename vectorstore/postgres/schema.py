@@ -33,12 +33,23 @@ CREATE INDEX docchat_chunks_by_source ON docchat_chunks (source text_pattern_ops
 CREATE INDEX docchat_chunks_fts ON docchat_chunks USING gin (tsv);
 CREATE SEQUENCE docchat_changes;
 """),
-    # BM25 for the keyword side (vectorstore.postgres.keywords): each chunk's length in words, and
-    # per-lexeme chunk counts. A file's sync appends its +/- counts to docchat_term_changes in its
-    # own transaction (no row another writer updates, so syncs of different files never wait on
-    # each other); writers fold the changes into docchat_terms now and then. The '' lexeme holds
-    # the number of chunks and their total words.
+    # BM25 for the keyword side, as the local store's FTS5 index ranks (vectorstore.postgres.keywords):
+    # - words as FTS5's unicode61 tokenizer splits them (runs of letters and digits; "work_mem" and
+    #   "postgresql.conf" are two words each), Porter's stemmer, no stop words dropped: the
+    #   ``docchat_porter`` configuration over the text with everything else turned into spaces;
+    # - each chunk's length in words, and per-lexeme chunk counts. A file's sync appends its +/-
+    #   counts to docchat_term_changes in its own transaction (no row another writer updates, so
+    #   syncs of different files never wait on each other); writers fold the changes into
+    #   docchat_terms now and then. The '' lexeme holds the number of chunks and their total words.
     (2, """
+CREATE TEXT SEARCH DICTIONARY docchat_porter (TEMPLATE = snowball, Language = porter);
+CREATE TEXT SEARCH CONFIGURATION docchat_porter (PARSER = default);
+ALTER TEXT SEARCH CONFIGURATION docchat_porter
+    ADD MAPPING FOR asciiword, word, numword, int, uint, float, sfloat, version WITH docchat_porter;
+ALTER TABLE docchat_chunks DROP COLUMN tsv;
+ALTER TABLE docchat_chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS
+    (to_tsvector('docchat_porter', regexp_replace(text, '[^[:alnum:]]+', ' ', 'g'))) STORED;
+CREATE INDEX docchat_chunks_fts ON docchat_chunks USING gin (tsv);
 ALTER TABLE docchat_chunks ADD COLUMN words integer NOT NULL DEFAULT 0;
 UPDATE docchat_chunks SET words = coalesce(array_length(
     regexp_split_to_array(btrim(regexp_replace(text, '[^[:alnum:]]+', ' ', 'g')), ' '), 1), 0);

@@ -15,7 +15,7 @@ import numpy as np
 
 from app.errors import StoreError
 from vectorstore.postgres.connection import Pool, where
-from vectorstore.postgres.keywords import bm25_search
+from vectorstore.postgres.keywords import bm25_search, has_phrase
 from vectorstore.records import DocumentInfo, Hit
 from vectorstore.schema import source_filter
 from vectorstore.store import embedding_stamp, model_mismatch
@@ -148,18 +148,10 @@ class PostgresStore:
         return [Hit(int(i), text, float(score), metadata) for i, text, metadata, score in rows]
 
     def has_term(self, word: str, *, sources: list[str] | None = None) -> bool:
-        """Whether any chunk (of ``sources``, if given) contains ``word``; a stop word counts as present."""
-        words = _WORD.findall(word.lower())
-        if not words:
-            return False
-        where_sql, params = source_filter(sources, "c.source", mark="%s")
+        """Whether any chunk (of ``sources``, if given) contains ``word``: a word, or several as a
+        phrase (those words, in that order, side by side), as locally."""
         with self._pool.connection() as conn:
-            query = conn.execute("SELECT plainto_tsquery('english', %s)", [" ".join(words)]).fetchone()[0]
-            if not query:  # only stop words: nothing to look up, and every text has them
-                return True
-            row = conn.execute(f"SELECT 1 FROM docchat_chunks c WHERE c.tsv @@ %s::tsquery AND {where_sql} LIMIT 1",
-                               [query, *params]).fetchone()
-        return row is not None
+            return has_phrase(conn, word, sources)
 
     def vectors(self, chunk_ids) -> np.ndarray:
         """The stored (normalised) vectors of these chunks, one row each, in the order asked."""

@@ -86,6 +86,7 @@ def test_sync_search_filters_and_keywords(store_settings, docs, embeddings):
     assert [h.source for h in store.keyword_search("work_mem sorts", 3)][0] == "guides/setup.md"
     assert [h.source for h in store.keyword_search("varroa", 3, sources=["guides/"])] == []
     assert store.has_term("varroa") and not store.has_term("zyzzyva")
+    assert store.has_term("work_mem") and store.has_term("Set work_mem") and not store.has_term("mem work")
     hits = store.chunks_of("beta.md")
     assert store.vectors([h.chunk_id for h in hits]).shape == (len(hits), 384)
     store.close()

@@ -27,6 +27,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from vectorstore.postgres.schema import FTS_TEXT
 from vectorstore.schema import source_filter
 from vectorstore.store import STOPWORDS
 
@@ -110,7 +111,7 @@ def query_terms(conn, query: str) -> list[Term]:
         return []
     rows = conn.execute(
         "SELECT tsvector_to_array(to_tsvector('docchat_porter', t)), phraseto_tsquery('docchat_porter', t)::text "
-        "FROM unnest(%s::text[]) AS w, regexp_replace(w, '[^[:alnum:]]+', ' ', 'g') AS t", [words]).fetchall()
+        f"FROM unnest(%s::text[]) AS w, {FTS_TEXT.format('w')} AS t", [words]).fetchall()
     terms: dict[str, Term] = {}
     for lexemes, phrase in rows:
         if not lexemes:
@@ -180,7 +181,6 @@ def has_phrase(conn, term: str, sources: list[str] | None = None) -> bool:
     if not words:
         return False
     where, params = source_filter(sources, "c.source", mark="%s")
-    return conn.execute(
-        "SELECT 1 FROM docchat_chunks c WHERE c.tsv @@ phraseto_tsquery('docchat_porter', "
-        f"regexp_replace(%s, '[^[:alnum:]]+', ' ', 'g')) AND {where} LIMIT 1", [" ".join(words), *params]).fetchone() \
-        is not None
+    sql = (f"SELECT 1 FROM docchat_chunks c WHERE c.tsv @@ phraseto_tsquery('docchat_porter', {FTS_TEXT.format('%s')}) "
+           f"AND {where} LIMIT 1")
+    return conn.execute(sql, [" ".join(words), *params]).fetchone() is not None

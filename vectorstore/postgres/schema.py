@@ -12,6 +12,11 @@ MIGRATION_LOCK = 0x646F6363_0001  # pg_advisory_xact_lock keys: one per purpose 
 INDEX_LOCK = 0x646F6363_0002  # shared by per-file syncs, exclusive for a full rebuild and the stamp
 TERMS_LOCK = 0x646F6363_0003  # one folding of term changes into docchat_terms at a time
 MIN_PGVECTOR = (0, 8, 0)  # iterative index scans (filtered HNSW search that fills the top-k)
+# A text as FTS5's unicode61 + porter tokenizer reads it, for the ``docchat_porter`` configuration:
+# runs of letters and digits; a word of one or two letters is not stemmed (FTS5 stems from three
+# letters: "ts", "us" stay), so it gets a suffix no stemming rule touches. For chunks and queries alike.
+FTS_TEXT = ("regexp_replace(regexp_replace({}, '[^[:alnum:]]+', ' ', 'g'), "
+            "'\\m([[:alpha:]]{{1,2}})\\M', '\\100', 'g')")
 
 MIGRATIONS: list[tuple[int, str]] = [
     (1, """
@@ -36,7 +41,7 @@ CREATE SEQUENCE docchat_changes;
     # BM25 for the keyword side, as the local store's FTS5 index ranks (vectorstore.postgres.keywords):
     # - words as FTS5's unicode61 tokenizer splits them (runs of letters and digits; "work_mem" and
     #   "postgresql.conf" are two words each), Porter's stemmer, no stop words dropped: the
-    #   ``docchat_porter`` configuration over the text with everything else turned into spaces;
+    #   ``docchat_porter`` configuration over ``FTS_TEXT``;
     # - each chunk's length in words, and per-lexeme chunk counts. A file's sync appends its +/-
     #   counts to docchat_term_changes in its own transaction (no row another writer updates, so
     #   syncs of different files never wait on each other); writers fold the changes into
@@ -48,7 +53,7 @@ ALTER TEXT SEARCH CONFIGURATION docchat_porter
     ADD MAPPING FOR asciiword, word, numword, int, uint, float, sfloat, version WITH docchat_porter;
 ALTER TABLE docchat_chunks DROP COLUMN tsv;
 ALTER TABLE docchat_chunks ADD COLUMN tsv tsvector GENERATED ALWAYS AS
-    (to_tsvector('docchat_porter', regexp_replace(text, '[^[:alnum:]]+', ' ', 'g'))) STORED;
+    (to_tsvector('docchat_porter', """ + FTS_TEXT.format("text") + """)) STORED;
 CREATE INDEX docchat_chunks_fts ON docchat_chunks USING gin (tsv);
 ALTER TABLE docchat_chunks ADD COLUMN words integer NOT NULL DEFAULT 0;
 UPDATE docchat_chunks SET words = coalesce(array_length(

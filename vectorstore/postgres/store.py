@@ -7,7 +7,6 @@ transaction, and a query sees every file either before or after it.
 
 from __future__ import annotations
 
-import re
 import threading
 from typing import TYPE_CHECKING
 
@@ -22,8 +21,6 @@ from vectorstore.store import embedding_stamp, model_mismatch
 
 if TYPE_CHECKING:
     from app.config import Settings
-
-_WORD = re.compile(r"\w+", re.UNICODE)
 
 
 def read_stamp(conn) -> tuple[str | None, int | None, str | None]:

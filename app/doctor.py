@@ -169,11 +169,12 @@ def database_lines(settings) -> list[Line]:
     if status["model"] is None:
         lines.append(Line("Index", "warn", "no index yet in the database",
                           "run `docchat ingest FOLDER` (or `docchat ingest` for the documents folder)"))
-    elif status["model"] != settings.embedding_model_name:
-        lines.append(Line("Index", "fail", f"built with {status['model']!r}, but the settings name "
-                          f"{settings.embedding_model_name!r}", "`docchat ingest --full` re-embeds with the new model"))
+    elif (status["model"], status["embedding"]) != (settings.embedding_model_name, settings.embedding_stamp):
+        lines.append(Line("Index", "fail", f"built with {status['model']!r} as {status['embedding']}, but the settings "
+                          f"name {settings.embedding_model_name!r} as {settings.embedding_stamp}",
+                          "`docchat ingest --full` re-embeds with the settings' model and runtime"))
     else:
-        lines.append(Line("Index", "ok", f"{status['model']}, {status['dim']} dims, HNSW index "
+        lines.append(Line("Index", "ok", f"{status['model']} {status['embedding']}, {status['dim']} dims, HNSW index "
                           f"{'present' if status['hnsw'] else 'MISSING'}"))
     return lines
 

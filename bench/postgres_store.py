@@ -24,7 +24,6 @@ import argparse
 import json
 import os
 import shutil
-import statistics
 import sys
 import tempfile
 import threading
@@ -38,6 +37,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from app.config import load_settings, with_overrides  # noqa: E402
 from app.engine.fusion import add_keyword_hits  # noqa: E402
 from vectorstore.backend import open_store, open_writer  # noqa: E402
+from vectorstore.postgres import keywords  # noqa: E402
+from vectorstore.postgres.connection import connect  # noqa: E402
 from vectorstore.records import FileRecord, NewChunk  # noqa: E402
 from vectorstore.transfer import copy_index  # noqa: E402
 
@@ -100,27 +101,58 @@ def write_cost(settings, pg, n_chunks: int, rate: float) -> None:
     shutil.rmtree(local.index_path, ignore_errors=True)
 
 
-def answer_quality(base, pg, rows, embedder) -> None:
+def ts_rank_cd_search(conn, query: str, k: int, sources=None) -> list[tuple]:
+    """The previous keyword ranking (no IDF), for comparison: budget 0 on the command line."""
+    from vectorstore.schema import source_filter
+
+    words = list(dict.fromkeys(keywords._WORD.findall(query.lower())))
+    where_sql, params = source_filter(sources, "c.source", mark="%s")
+    return conn.execute("SELECT c.id, c.text, c.metadata, ts_rank_cd(c.tsv, q) AS rank FROM docchat_chunks c, "
+                        f"websearch_to_tsquery('english', %s) q WHERE c.tsv @@ q AND {where_sql} "
+                        "ORDER BY rank DESC, c.id LIMIT %s", [" or ".join(words), *params, k]).fetchall()
+
+
+def use_budget(budget: int) -> str:
+    """Set the PostgreSQL keyword ranking: BM25 with this candidate budget, or 0: ts_rank_cd."""
+    from vectorstore.postgres import store
+
+    store.bm25_search = keywords.bm25_search if budget else ts_rank_cd_search
+    keywords.CANDIDATE_BUDGET = budget or keywords.CANDIDATE_BUDGET
+    return f"BM25, budget {budget:,}" if budget else "ts_rank_cd"
+
+
+def answer_quality(base, pg, rows, embedder, budgets: list[int]) -> None:
     """The engine's retrieval (hybrid, thresholds) over the real index in each store: the same
     questions should find the same gold pages."""
     from app.engine.retrieval import RetrievalQuery, retrieve
 
     print("\n## 1b. The engine's retrieval over the real index, both stores (k=5)")
-    for kind, settings in (("local", base), ("postgres", pg)):
-        store = open_store(settings, kind=kind)
+    found_by: dict[str, set[str]] = {}
+    runs = [("local", base, None)] + [("postgres", pg, b) for b in budgets]
+    for kind, settings, budget in runs:
+        if budget is not None:
+            kind = f"postgres ({use_budget(budget)})"
+        store = open_store(settings, kind="local" if kind == "local" else "postgres")
         hits_at_5 = abstained = 0
         answerable = [r for r in rows if r.get("answerable", True)]
+        found_by[kind] = set()
         for row in rows:
             question = row.get("question") or row["turns"][-1]
             found = retrieve(RetrievalQuery.from_settings(question, settings), store=store, embedder=embedder).hits
             pages = [Path(h.source).name for h in found[:5]]
             if row.get("answerable", True):
-                hits_at_5 += any(g in pages for g in row["gold"])
+                if any(g in pages for g in row["gold"]):
+                    hits_at_5 += 1
+                    found_by[kind].add(row["id"])
             else:
                 abstained += not found
         store.close()
         print(f"{kind}: gold page in top 5 for {hits_at_5}/{len(answerable)} answerable questions; "
               f"{abstained}/{len(rows) - len(answerable)} unanswerable ones found nothing", flush=True)
+    for kind in list(found_by)[1:]:
+        print(f"found only locally: {sorted(found_by['local'] - found_by[kind])}; "
+              f"only on {kind}: {sorted(found_by[kind] - found_by['local'])}")
+    use_budget(budgets[0])
 
 
 def synthetic(texts, metas, vectors, n: int, seed: int = 7):
@@ -151,12 +183,15 @@ def load(settings, kind: str, texts, metas, idx, vecs) -> float:
             for sql in ("CREATE INDEX docchat_chunks_hnsw ON docchat_chunks USING hnsw (embedding vector_ip_ops)",):
                 writer._conn.execute(sql)
         writer.commit(settings.embedding_model_name)
+    if kind == "postgres":  # what autovacuum does soon after a large write: row estimates for the planner
+        with connect(settings, autocommit=True) as conn:
+            conn.execute("ANALYZE docchat_chunks")
     return time.perf_counter() - start
 
 
 def searches(store, queries, qvecs, vecs, idx_files, *, k: int = 10):
-    """Latencies (dense, filtered dense, hybrid) and recall@10 against exact search."""
-    dense, filtered, hybrid, recall, filtered_recall = [], [], [], [], []
+    """Latencies (dense, filtered dense, keyword, hybrid) and recall@10 against exact search."""
+    dense, filtered, keyword, hybrid, recall, filtered_recall = [], [], [], [], [], []
     scores = qvecs @ vecs.T
     exact = np.argsort(-scores, axis=1)[:, :k]
     inside = np.array([f.startswith(FOLDER) for f in idx_files])
@@ -175,10 +210,13 @@ def searches(store, queries, qvecs, vecs, idx_files, *, k: int = 10):
         got = {(h.source, h.metadata.get("position")) for h in hits[:k]}
         filtered_recall.append(len(got & {(idx_files[i], i % PER_FILE) for i in truth_inside}) / k)
         t = time.perf_counter()
+        store.keyword_search(q, 20)
+        keyword.append(time.perf_counter() - t)
+        t = time.perf_counter()
         candidates = store.search(v, 20, fetch_k=20)
         add_keyword_hits(candidates, q, v, store=store, fetch_k=20)
         hybrid.append(time.perf_counter() - t)
-    return dense, filtered, hybrid, float(np.mean(recall)), float(np.mean(filtered_recall))
+    return dense, filtered, keyword, hybrid, float(np.mean(recall)), float(np.mean(filtered_recall))
 
 
 def resync(settings, kind: str, texts, metas, vecs) -> float:
@@ -220,6 +258,9 @@ def main() -> int:
     parser.add_argument("--source", required=True, help="data folder with a local index of real chunks")
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--embed-sample", type=int, default=300)
+    parser.add_argument("--budgets", type=int, nargs="+", default=[keywords.CANDIDATE_BUDGET],
+                        help="PostgreSQL keyword rankings to compare: BM25 candidate budgets, 0 = the old ts_rank_cd "
+                        "(the first is used for the rest)")
     parser.add_argument("--skip-write", action="store_true")
     parser.add_argument("--only-write", action="store_true", help="sections 1 and 1b only")
     args = parser.parse_args()
@@ -243,15 +284,15 @@ def main() -> int:
     qvecs /= np.linalg.norm(qvecs, axis=1, keepdims=True)
     if not args.skip_write:
         write_cost(base, pg, len(texts), embedding_rate(base, texts, args.embed_sample))
-        answer_quality(base, pg, rows, embedder)
+        answer_quality(base, pg, rows, embedder, args.budgets)
 
     if args.only_write:
         args.sizes = []
     print("\n## 2. Search at scale (k=10, fetch_k=20; p50 / p95 over "
           f"{len(queries)} questions; ef_search={pg.hnsw_ef_search})")
-    print("| chunks | store | load s | dense | filtered (one folder: 1,000 chunks) | hybrid | "
-          "recall@10 vs exact: dense / filtered | one-file re-sync |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| chunks | store | load s | dense | filtered (one folder: 1,000 chunks) | keyword (top 20) | hybrid | "
+          "recall@10 vs exact: dense / filtered | one-file re-sync | load average |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
         idx, vecs = synthetic(texts, metas, vectors, n)
         idx_files = [f"d{(i // PER_FILE) // 100:04d}/f{i // PER_FILE:06d}.html" for i in range(n)]
@@ -261,14 +302,20 @@ def main() -> int:
             store = open_store(settings, kind=kind)
             for v in qvecs[:3]:  # warm-up
                 store.search(v, 10)
-            dense, filtered, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs, idx_files)
+            for budget in (args.budgets if kind == "postgres" else [None]):
+                label = kind if budget is None else f"{kind} ({use_budget(budget)})"
+                dense, filtered, keyword, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs,
+                                                                                     idx_files)
+                load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
+                print(f"| {n:,} | {label} | {seconds:.0f} | {ms(dense)} | {ms(filtered)} | {ms(keyword)} | "
+                      f"{ms(hybrid)} | {recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
+            use_budget(args.budgets[0])
             store.close()
             again = resync(settings, kind, texts, metas, vecs)
-            print(f"| {n:,} | {kind} | {seconds:.0f} | {ms(dense)} | {ms(filtered)} | {ms(hybrid)} | "
-                  f"{recall:.3f} / {filtered_recall:.3f} | {again:.2f} s |", flush=True)
+            print(f"| {n:,} | {kind} | | | | | | | {again:.2f} s | |", flush=True)
         shutil.rmtree(local.index_path, ignore_errors=True)
         qps = throughput(pg, queries, qvecs)
-        print(f"|  | postgres, 8 concurrent clients (dense + keyword per query) | | {qps:.1f} queries/s | | | | |",
+        print(f"|  | postgres, 8 concurrent clients (dense + keyword per query) | | {qps:.1f} queries/s | | | | | | |",
               flush=True)
     print(f"\nuptime at end: {os.popen('uptime').read().strip()}")
     server.cleanup()

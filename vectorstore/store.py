@@ -28,7 +28,7 @@ NPROBE_SHARE, NPROBE_MIN = 16, 32
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Words too common to rank by: BM25 gives them almost no weight, yet matching them makes
 # SQLite score nearly every chunk. Dropped from keyword queries unless nothing else is left.
-_STOPWORDS = frozenset(
+STOPWORDS = frozenset(
     "a an and are as at be but by can do does for from has have how i if in into is it its "
     "me my no not of on or so than that the their them then there these they this to was we "
     "what when where which who why will with would you your".split()
@@ -230,7 +230,7 @@ class Store:
     def keyword_search(self, query: str, k: int, *, sources: list[str] | None = None) -> list[Hit]:
         """The k chunks that best match the query's words (SQLite FTS5 BM25), best first."""
         words = _WORD.findall(query.lower())
-        words = [w for w in words if w not in _STOPWORDS] or words
+        words = [w for w in words if w not in STOPWORDS] or words
         if not words or k <= 0:
             return []
         match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))

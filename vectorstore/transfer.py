@@ -1,7 +1,11 @@
-"""Copy a whole index between the local folder and PostgreSQL, vectors included (no re-embedding).
+"""Copy a whole index between the local folder and PostgreSQL, vectors included (no re-embedding),
+and the conversations with it.
 
 The target is rebuilt as one write (the local writer's new generation, or one PostgreSQL
-transaction), so an interrupted copy leaves the target as it was.
+transaction), so an interrupted copy leaves the target as it was. Conversations are added to
+the target's, each thread with its messages, feedback and restriction under its own id (one
+transaction per thread); a thread the target already has is left as it is there, so running the
+copy again after an interruption finishes it without duplicates.
 """
 
 from __future__ import annotations
@@ -63,3 +67,25 @@ def _check_target(settings: "Settings", target: Kind, replace: bool) -> None:
     if count and not replace:
         raise StoreError(f"The {target} index already holds {count} documents; nothing was copied.",
                          fix="Add --replace to overwrite it with the copy.")
+
+
+def copy_threads(settings: "Settings", *, source: Kind, target: Kind) -> dict:
+    """Add the ``source`` store's conversation threads to the ``target``'s; returns counts:
+    threads copied, threads the target already had (kept as they are)."""
+    from app.config import with_overrides
+    from app.engine.threads_pg import open_threads
+
+    if source == target:
+        raise StoreError(f"Source and target are both the {source} conversations.", fix="Copy from one kind to the other.")
+    local = with_overrides(settings, database_url=None)
+    if source == "local" and not local.threads_db_path.exists():
+        return {"threads": 0, "kept": 0}  # no conversation was ever saved here
+    stores = {"local": lambda: open_threads(local), "postgres": lambda: open_threads(settings)}
+    reader, writer = stores[source](), stores[target]()
+    present = {t.id for t in writer.list()}
+    threads = list(reversed(reader.list()))  # oldest first, so the target lists them in the same order
+    for thread in threads:
+        if thread.id not in present:
+            writer.restore(reader.export(thread.id))
+    kept = sum(t.id in present for t in threads)
+    return {"threads": len(threads) - kept, "kept": kept}

@@ -14,7 +14,7 @@ if TYPE_CHECKING:
 def database_status(settings: "Settings") -> dict:
     """Reachable, pgvector version, schema version, row counts, model stamp (``StoreError`` if not reachable)."""
     with connect(settings, autocommit=True) as conn:
-        model, dim = read_stamp(conn)
+        model, dim, embedding = read_stamp(conn)
         count = lambda table: conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0]  # noqa: E731
         threads = conn.execute("SELECT to_regclass('threads')").fetchone()[0]
         return {
@@ -27,5 +27,6 @@ def database_status(settings: "Settings") -> dict:
             "threads": count("threads") if threads else 0,
             "model": model,
             "dim": dim,
+            "embedding": embedding,
             "hnsw": conn.execute("SELECT to_regclass('docchat_chunks_hnsw')").fetchone()[0] is not None,
         }

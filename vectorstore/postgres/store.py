@@ -1,5 +1,5 @@
 """Reading the index from PostgreSQL: pgvector HNSW for dense search, full-text search
-(tsvector + GIN, ``ts_rank_cd``) for keywords, the catalog and a document's chunks.
+(tsvector + GIN, ranked by BM25: ``keywords``) for keywords, the catalog and a document's chunks.
 
 Queries read the live rows, so a reader never goes stale: each file's sync commits as one
 transaction, and a query sees every file either before or after it.
@@ -7,27 +7,57 @@ transaction, and a query sees every file either before or after it.
 
 from __future__ import annotations
 
-import re
+import threading
 from typing import TYPE_CHECKING
 
 import numpy as np
 
 from app.errors import StoreError
-from vectorstore.postgres.connection import Pool, connect, where
+from vectorstore.postgres.connection import Pool, where
+from vectorstore.postgres.keywords import bm25_search, has_phrase
 from vectorstore.records import DocumentInfo, Hit
 from vectorstore.schema import source_filter
-from vectorstore.store import model_mismatch
+from vectorstore.store import embedding_stamp, model_mismatch
 
 if TYPE_CHECKING:
     from app.config import Settings
 
-_WORD = re.compile(r"\w+", re.UNICODE)
+
+def read_stamp(conn) -> tuple[str | None, int | None, str | None]:
+    """The embedding model, dimension and runtime-precision (e.g. ``onnx-fp32``) the index was
+    built with (all None when empty; an index stamped before runtimes were is ``torch-fp32``,
+    as locally)."""
+    meta = dict(conn.execute("SELECT key, value FROM docchat_meta "
+                             "WHERE key IN ('model', 'dim', 'embedding')").fetchall())
+    if "model" not in meta:
+        return None, None, None
+    return meta["model"], int(meta["dim"]), embedding_stamp(meta)
 
 
-def read_stamp(conn) -> tuple[str | None, int | None]:
-    """The embedding model and dimension the index was built with (None, None when empty)."""
-    meta = dict(conn.execute("SELECT key, value FROM docchat_meta WHERE key IN ('model', 'dim')").fetchall())
-    return meta.get("model"), int(meta["dim"]) if "dim" in meta else None
+_stamp_pools: dict[str, Pool] = {}  # per database, the few most recent (tests use many databases)
+_stamp_lock = threading.Lock()
+STAMP_POOLS = 4
+
+
+def live_stamp(settings: "Settings") -> str:
+    """The index's stamp as one token ("" before the first write), read through a connection
+    kept for it per process: a replica compares it with its open store's on each request, so an
+    ``ingest --full`` with another model (or runtime) from elsewhere is noticed without a restart."""
+    dsn = settings.database_dsn
+    with _stamp_lock:
+        pool = _stamp_pools.pop(dsn, None)
+        if pool is None:
+            pool = Pool(settings, size=2)
+        _stamp_pools[dsn] = pool  # most recent last
+        while len(_stamp_pools) > STAMP_POOLS:
+            _stamp_pools.pop(next(iter(_stamp_pools))).close()
+    with pool.connection() as conn:
+        model, dim, embedding = read_stamp(conn)
+    return stamp_token(model, dim, embedding) if model else ""
+
+
+def stamp_token(model: str, dim: int, embedding: str) -> str:
+    return f"postgres:{model}:{dim}:{embedding}"
 
 
 def as_array(value) -> np.ndarray:
@@ -37,8 +67,7 @@ def as_array(value) -> np.ndarray:
 
 def has_index(settings: "Settings") -> bool:
     """Whether an embedding model was ever stamped (any vectors written)."""
-    with connect(settings, autocommit=True) as conn:
-        return read_stamp(conn)[0] is not None
+    return live_stamp(settings) != ""
 
 
 class PostgresStore:
@@ -46,26 +75,30 @@ class PostgresStore:
 
     path = None  # no generation folder: see vectorstore.backend.version_of
 
-    def __init__(self, settings: "Settings", pool: Pool, model_name: str, dim: int):
+    def __init__(self, settings: "Settings", pool: Pool, model_name: str, dim: int, embedding: str):
         self.settings = settings
         self._pool = pool
         self.model_name = model_name
         self.dim = dim
+        self.embedding = embedding  # runtime and precision, e.g. "onnx-fp32"
+        self.stamp = stamp_token(model_name, dim, embedding)  # see vectorstore.backend.version_of
 
     @classmethod
     def open(cls, settings: "Settings", *, check_model: bool = True) -> "PostgresStore":
+        """The index in the configured database; ``StoreError`` when there is none yet, or when
+        it was built with another embedding model, runtime or precision (unless ``check_model``)."""
         pool = Pool(settings)
         with pool.connection() as conn:
-            model, dim = read_stamp(conn)
+            model, dim, embedding = read_stamp(conn)
         if model is None:
             pool.close()
             raise StoreError(f"No index yet in the database {where(settings.database_dsn)}.",
                              fix="Add documents to a folder and run `docchat ingest FOLDER` "
                              f"(or put them in {settings.docs_path} and run `docchat ingest`).")
-        if check_model and model != settings.embedding_model_name:
+        if check_model and (model, embedding) != (settings.embedding_model_name, settings.embedding_stamp):
             pool.close()
-            raise model_mismatch(model, dim, settings.embedding_model_name)
-        return cls(settings, pool, model, dim)
+            raise model_mismatch(model, dim, settings.embedding_model_name, embedding, settings.embedding_stamp)
+        return cls(settings, pool, model, dim, embedding)
 
     def __len__(self) -> int:
         with self._pool.connection() as conn:
@@ -106,33 +139,16 @@ class PostgresStore:
         return [Hit(int(i), text, float(score), metadata) for i, text, metadata, score in rows[:k]]
 
     def keyword_search(self, query: str, k: int, *, sources: list[str] | None = None) -> list[Hit]:
-        """The k chunks that best match any of the query's words (full-text, ``ts_rank_cd``)."""
-        words = list(dict.fromkeys(_WORD.findall(query.lower())))
-        if not words or k <= 0:
-            return []
-        where_sql, params = source_filter(sources, "c.source", mark="%s")
-        # websearch_to_tsquery never fails on user text; "or" between the words, English stemming
-        # and stop words (like the local store's porter tokenizer and stop list).
-        sql = ("SELECT c.id, c.text, c.metadata, ts_rank_cd(c.tsv, q) AS rank "
-               "FROM docchat_chunks c, websearch_to_tsquery('english', %s) q "
-               f"WHERE c.tsv @@ q AND {where_sql} ORDER BY rank DESC, c.id LIMIT %s")
+        """The k chunks that best match any of the query's words (BM25, as locally), best first."""
         with self._pool.connection() as conn:
-            rows = conn.execute(sql, [" or ".join(words), *params, k]).fetchall()
-        return [Hit(int(i), text, float(rank), metadata) for i, text, metadata, rank in rows]
+            rows = bm25_search(conn, query, k, sources)
+        return [Hit(int(i), text, float(score), metadata) for i, text, metadata, score in rows]
 
     def has_term(self, word: str, *, sources: list[str] | None = None) -> bool:
-        """Whether any chunk (of ``sources``, if given) contains ``word``; a stop word counts as present."""
-        words = _WORD.findall(word.lower())
-        if not words:
-            return False
-        where_sql, params = source_filter(sources, "c.source", mark="%s")
+        """Whether any chunk (of ``sources``, if given) contains ``word``: a word, or several as a
+        phrase (those words, in that order, side by side), as locally."""
         with self._pool.connection() as conn:
-            query = conn.execute("SELECT plainto_tsquery('english', %s)", [" ".join(words)]).fetchone()[0]
-            if not query:  # only stop words: nothing to look up, and every text has them
-                return True
-            row = conn.execute(f"SELECT 1 FROM docchat_chunks c WHERE c.tsv @@ %s::tsquery AND {where_sql} LIMIT 1",
-                               [query, *params]).fetchone()
-        return row is not None
+            return has_phrase(conn, word, sources)
 
     def vectors(self, chunk_ids) -> np.ndarray:
         """The stored (normalised) vectors of these chunks, one row each, in the order asked."""

@@ -21,9 +21,28 @@ import numpy as np
 from app.errors import StoreError
 from vectorstore.postgres import schema
 from vectorstore.postgres.connection import connect
+from vectorstore.postgres.keywords import word_count
 from vectorstore.postgres.store import as_array, read_stamp
 from vectorstore.records import FileRecord, NewChunk
 from vectorstore.store import model_mismatch
+
+FOLD_EVERY = 200  # documents committed between two foldings of term changes (and at the end)
+FOLD_ABOVE = 20_000  # term change rows worth folding (readers sum what is not folded yet)
+# A file's chunks' contribution to the BM25 statistics, added (sign 1) or taken away (-1).
+_TERM_CHANGES = """
+INSERT INTO docchat_term_changes (lexeme, chunks, words)
+SELECT lexeme, %(sign)s * count(*), 0 FROM docchat_chunks c, unnest(tsvector_to_array(c.tsv)) AS lexeme
+WHERE c.root = %(root)s AND c.source = %(source)s GROUP BY lexeme
+UNION ALL
+SELECT '', %(sign)s * count(*), %(sign)s * sum(words) FROM docchat_chunks
+WHERE root = %(root)s AND source = %(source)s HAVING count(*) > 0
+"""
+_FOLD = """
+WITH moved AS (DELETE FROM docchat_term_changes RETURNING lexeme, chunks, words)
+INSERT INTO docchat_terms (lexeme, chunks, words) SELECT lexeme, sum(chunks), sum(words) FROM moved GROUP BY lexeme
+ON CONFLICT (lexeme) DO UPDATE SET chunks = docchat_terms.chunks + EXCLUDED.chunks,
+                                   words = docchat_terms.words + EXCLUDED.words
+"""
 
 if TYPE_CHECKING:
     from app.config import Settings
@@ -59,9 +78,11 @@ class PostgresWriter:
         self.read_only = read_only
         self.changed = False
         self.stamp_model = settings.embedding_model_name  # what a first write stamps
+        self.stamp_embedding = settings.embedding_stamp  # ... with how the vectors are computed
         self._conn = None
         self._document = None  # the document(s) whose transaction is open
-        self._stamp: tuple[str | None, int | None] = (None, None)
+        self._stamp: tuple[str | None, int | None, str | None] = (None, None, None)
+        self._committed = 0  # documents committed since term changes were last folded
         self._cleared = False  # full rebuild: the old rows are gone (in our transaction)
         self._last_change: int | None = None
 
@@ -89,9 +110,10 @@ class PostgresWriter:
         return None if self.full else self._stamp[0]
 
     def check_model(self, wanted: str) -> None:
-        model, dim = self._stamp
-        if model is not None and model != wanted:
-            raise model_mismatch(model, dim, wanted)
+        """Refuse to mix vectors of two models (or two runtimes/precisions of one), as locally."""
+        model, dim, embedding = self._stamp
+        if model is not None and (model, embedding) != (wanted, self.stamp_embedding):
+            raise model_mismatch(model, dim, wanted, embedding, self.stamp_embedding)
 
     # -- reading ----------------------------------------------------------------------------
     def catalog(self, root: str) -> dict[str, FileRecord]:
@@ -122,6 +144,8 @@ class PostgresWriter:
     # -- changes ----------------------------------------------------------------------------
     def delete_file(self, root: str, source: str) -> int:
         self._begin(root, source)
+        if not self.full:  # a rebuild starts from nothing: there are no old chunks
+            self._conn.execute(_TERM_CHANGES, {"sign": -1, "root": root, "source": source})
         n = self._conn.execute("DELETE FROM docchat_chunks WHERE root = %s AND source = %s", [root, source]).rowcount
         self._conn.execute("DELETE FROM docchat_files WHERE root = %s AND source = %s", [root, source])
         return n
@@ -136,14 +160,15 @@ class PostgresWriter:
 
             rows = np.ascontiguousarray(vectors, dtype=np.float32)
             with self._conn.cursor().copy(
-                "COPY docchat_chunks (root, source, position, text, content_hash, metadata, embedding) "
+                "COPY docchat_chunks (root, source, position, text, content_hash, metadata, embedding, words) "
                 "FROM STDIN WITH (FORMAT BINARY)"
             ) as copy:
-                copy.set_types(["text", "text", "int4", "text", "text", "jsonb", "vector"])
+                copy.set_types(["text", "text", "int4", "text", "text", "jsonb", "vector", "int4"])
                 for chunk, vector in zip(chunks, rows):
-                    metadata = _clean(chunk.metadata)
-                    copy.write_row([record.root, record.source, int(metadata["position"]), _clean(chunk.text),
-                                    metadata["content_hash"], Jsonb(metadata), vector])
+                    metadata, text = _clean(chunk.metadata), _clean(chunk.text)
+                    copy.write_row([record.root, record.source, int(metadata["position"]), text,
+                                    metadata["content_hash"], Jsonb(metadata), vector, word_count(text)])
+            self._conn.execute(_TERM_CHANGES, {"sign": 1, "root": record.root, "source": record.source})
         self._put_file(record)
         checkpoint("file-written")
         return len(chunks)
@@ -183,8 +208,8 @@ class PostgresWriter:
         if self.full:
             if not self._cleared:  # one transaction for the whole rebuild, the index held exclusively
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [schema.INDEX_LOCK])
-                self._conn.execute("DELETE FROM docchat_chunks")
-                self._conn.execute("DELETE FROM docchat_files")
+                for table in ("docchat_chunks", "docchat_files", "docchat_terms", "docchat_term_changes"):
+                    self._conn.execute(f"DELETE FROM {table}")
                 self._cleared = True
             return
         documents = tuple(sorted({(root, s) for s in sources}))
@@ -202,50 +227,82 @@ class PostgresWriter:
             self._conn.commit()
             checkpoint("file-committed")
             self._document = None
+            self._committed += 1
+            if self._committed >= FOLD_EVERY:
+                self._fold_terms()
+
+    def _fold_terms(self, least: int = FOLD_ABOVE) -> None:
+        """Fold the term changes of committed syncs into ``docchat_terms`` (its own short
+        transaction; skipped while another writer folds, or when there is little to fold)."""
+        self._committed = 0
+        with self._conn.transaction():
+            pending = self._conn.execute("SELECT count(*) FROM (SELECT 1 FROM docchat_term_changes LIMIT %s) AS s",
+                                         [least]).fetchone()[0]
+            if pending < least or not self._conn.execute("SELECT pg_try_advisory_xact_lock(%s)",
+                                                         [schema.TERMS_LOCK]).fetchone()[0]:
+                return
+            self._conn.execute(_FOLD)
+            self._conn.execute("DELETE FROM docchat_terms WHERE chunks <= 0 AND lexeme <> ''")
 
     def _ensure_stamp(self, dim: int) -> None:
-        """Stamp model and dimension on the first write; refuse vectors of another size later."""
-        model, stamped_dim = self._stamp
-        if self.full and (model, stamped_dim) != (self.stamp_model, dim):
+        """Stamp model, dimension and runtime-precision on the first write; refuse vectors of
+        another size, model or runtime later."""
+        model, stamped_dim, embedding = self._stamp
+        wanted = (self.stamp_model, dim, self.stamp_embedding)
+        if self.full and (model, stamped_dim, embedding) != wanted:
             self._begin("", "")  # takes the exclusive lock and clears
-            for sql in schema.unstamp_sql():
-                self._conn.execute(sql)
-            model = stamped_dim = None
+            if (model, stamped_dim) != (self.stamp_model, dim):
+                for sql in schema.unstamp_sql():
+                    self._conn.execute(sql)
+                model = stamped_dim = embedding = None
+            else:  # same vectors' shape, another runtime: only the stamp changes
+                self._write_stamp(dim)
+                model, embedding = self.stamp_model, self.stamp_embedding
         if model is None:
             if not self.full:
                 self._finish_document()
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [schema.INDEX_LOCK])
-                model, stamped_dim = read_stamp(self._conn)  # another writer may have stamped meanwhile
+                model, stamped_dim, embedding = read_stamp(self._conn)  # another writer may have stamped meanwhile
             if model is None:
                 for sql in schema.stamp_sql(dim):
                     self._conn.execute(sql)
-                self._conn.execute("INSERT INTO docchat_meta (key, value) VALUES ('model', %s), ('dim', %s) "
-                                   "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", [self.stamp_model, str(dim)])
-                model, stamped_dim = self.stamp_model, dim
+                self._write_stamp(dim)
+                model, stamped_dim, embedding = wanted
             if not self.full:
                 self._conn.commit()
-            self._stamp = (model, stamped_dim)
+        self._stamp = (model, stamped_dim, embedding)
         if stamped_dim != dim:
             raise StoreError(f"New vectors have {dim} dimensions but the index has {stamped_dim}.",
                              fix="Re-embed everything with one model: `docchat ingest --full`.")
-        if model != self.stamp_model:
-            raise model_mismatch(model, stamped_dim, self.stamp_model)
+        if (model, embedding) != (self.stamp_model, self.stamp_embedding):
+            raise model_mismatch(model, stamped_dim, self.stamp_model, embedding, self.stamp_embedding)
+
+    def _write_stamp(self, dim: int) -> None:
+        self._conn.execute("INSERT INTO docchat_meta (key, value) VALUES ('model', %s), ('dim', %s), ('embedding', %s) "
+                           "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+                           [self.stamp_model, str(dim), self.stamp_embedding])
 
     # -- publishing -------------------------------------------------------------------------
     def commit(self, model_name: str | None = None, embedding: str | None = None) -> int | None:
         """Commit the open transaction; returns a change number, None when nothing changed.
 
-        ``embedding`` (runtime and precision) is not recorded here: the PostgreSQL store stamps
-        the model and its dimension only."""
+        The stamp is written with the first vectors (the settings' model, runtime and
+        precision); a copy of another index (``docchat migrate``, a full rebuild) passes that
+        index's ``embedding`` stamp instead, since its vectors are that index's."""
         if self.read_only:
             return None
         if self.full:
             if not self.changed:
                 self._begin("", "")  # a rebuild of nothing still empties the index
+            if embedding and self._stamp[0] is not None:
+                self._conn.execute("UPDATE docchat_meta SET value = %s WHERE key = 'embedding'", [embedding])
             number = self._conn.execute("SELECT nextval('docchat_changes')").fetchone()[0]
             self._conn.commit()
             checkpoint("file-committed")
             self._cleared = False
+            self._fold_terms(least=1)
             return number
         self._finish_document()
+        if self.changed:
+            self._fold_terms()
         return self._last_change if self.changed else None

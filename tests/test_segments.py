@@ -129,3 +129,34 @@ def test_deleting_every_file_leaves_an_empty_index_that_still_answers(settings):
     assert store.keyword_search("plain", 3) == [] and not list(layout.current_generation(settings.index_path).glob("seg-*"))
     commit(settings, **{"c.md": unit(2)})
     assert [d.source for d in Store.open(settings, check_model=False).documents()] == ["c.md"]
+
+
+def test_keyword_ranking_after_an_edit_equals_a_fresh_index(settings, tmp_path):
+    """An edited file sits alone in a small new segment; its words must weigh what they weigh in
+    the whole index (FTS5's bm25() alone gave them ~0 there: every chunk of it holds them)."""
+    from app.config import with_overrides
+
+    def texts(edited: bool) -> dict[str, list[str]]:
+        files = {f"common{i}.md": [f"the table holds an index of chunk {i} {j}" for j in range(5)] for i in range(5)}
+        files["rare.md"] = ["varroa mites in the hive table"] + (["an edited line"] if edited else [])
+        return files
+
+    def write(target, files):
+        with IndexWriter(target) as writer:
+            for source, lines in files.items():
+                chunks = [NewChunk(line, {"source": source, "position": i, "content_hash": f"{source}-{line}"})
+                          for i, line in enumerate(lines)]
+                writer.add_file(FileRecord("root", source, 10, 1, f"sha-{source}-{len(lines)}", title=source),
+                                chunks, unit(len(lines)))
+            writer.commit("test-model")
+
+    write(settings, texts(edited=False))
+    write(settings, {"rare.md": texts(edited=True)["rare.md"]})  # a one-file commit: a new segment
+    fresh = with_overrides(settings, data_dir=tmp_path / "fresh")
+    write(fresh, texts(edited=True))
+
+    synced, rebuilt = Store.open(settings, check_model=False), Store.open(fresh, check_model=False)
+    assert len(synced._segments) == 2
+    query = "table index varroa"
+    assert [h.text for h in synced.keyword_search(query, 3)] == [h.text for h in rebuilt.keyword_search(query, 3)]
+    assert synced.keyword_search(query, 1)[0].text == "varroa mites in the hive table"

@@ -6,6 +6,7 @@ Readers take no lock: a generation never changes after the writer switches `CURR
 from __future__ import annotations
 
 import json
+import math
 import re
 import sqlite3
 from pathlib import Path
@@ -26,6 +27,17 @@ OPEN_ATTEMPTS = 5  # each retry means a writer published meanwhile: a few cover 
 # against exact search and the latency this costs.
 NPROBE_SHARE, NPROBE_MIN = 16, 32
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Keyword candidates per segment, per result wanted: each segment ranks its own matches first.
+CANDIDATES_PER_RESULT = 4
+# Per segment (by its files): row count (key None) and rows holding each word. Segments are
+# immutable; entries of segments no open generation uses go when the next one opens.
+_TERM_COUNTS: dict[tuple, dict] = {}
+
+
+def _fts5_idf(rows: int, hits: int) -> float:
+    """The idf FTS5's bm25() uses: log((N - n + 0.5) / (n + 0.5)), at least 1e-6."""
+    idf = math.log((rows - hits + 0.5) / (hits + 0.5))
+    return idf if idf > 0 else 1e-6
 # Words too common to rank by: BM25 gives them almost no weight, yet matching them makes
 # SQLite score nearly every chunk. Dropped from keyword queries unless nothing else is left.
 STOPWORDS = frozenset(
@@ -177,7 +189,10 @@ class Store:
             deleted = np.fromiter((r[0] for r in db.execute("SELECT id FROM main.deleted ORDER BY id")), np.int64)
         except (RuntimeError, sqlite3.DatabaseError) as exc:
             raise layout.damaged(gen_dir, f"cannot be read ({exc})") from None
-        segments.forget_except({segments.key_of(p.name, files) for p in parts})
+        keep = {segments.key_of(p.name, files) for p in parts}
+        segments.forget_except(keep)
+        for key in [k for k in list(_TERM_COUNTS) if k not in keep]:
+            _TERM_COUNTS.pop(key, None)
         return cls(gen_dir, parts, db, manifest, deleted)
 
     def __len__(self) -> int:
@@ -233,10 +248,55 @@ class Store:
         words = [w for w in words if w not in STOPWORDS] or words
         if not words or k <= 0:
             return []
-        match = " OR ".join(f'"{w}"' for w in dict.fromkeys(words))
-        rows = self._fts(match, sources, "f.rank AS rank", "ORDER BY f.rank LIMIT ?", [k])  # rank: bm25
-        rows = sorted(rows, key=lambda row: row["rank"])[:k]
-        return self._hits([(row["id"], -float(row["rank"])) for row in rows])
+        terms = list(dict.fromkeys(words))
+        match = " OR ".join(f'"{w}"' for w in terms)
+        where, params = source_filter(sources, "c.source")
+        candidates = {}  # segment number -> its best chunk ids by its own BM25, a wide net
+        for n in range(len(self._segments)):
+            candidates[n] = [row[0] for row in self._db.execute(
+                f"SELECT c.id FROM s{n}.chunks_fts AS f JOIN s{n}.chunks c ON c.id = f.rowid "
+                f"WHERE f.chunks_fts MATCH ? AND {where} AND c.id NOT IN (SELECT id FROM main.deleted) "
+                "ORDER BY f.rank LIMIT ?", [match, *params, k * CANDIDATES_PER_RESULT])]
+        scored = sorted(self._bm25(terms, candidates).items(), key=lambda item: -item[1])[:k]
+        return self._hits(scored)
+
+    def _bm25(self, terms: list[str], candidates: dict[int, list[int]]) -> dict[int, float]:
+        """BM25 of the candidates with each word's rarity counted over the whole index.
+
+        FTS5's bm25() knows only its own segment: in a one-file segment a word every chunk there
+        holds gets no weight (its idf is clamped to 1e-6), so an edited file, alone in its new
+        segment, scored ~0 for the very words that found it before the edit. Per word, the
+        segment's bm25() divided by the segment's idf is the term-frequency part; times the
+        index-wide idf, summed over words, is the score one index would have given."""
+        counts = [self._term_counts(n, terms) for n in range(len(self._segments))]
+        total = sum(rows for rows, _ in counts)
+        scores: dict[int, float] = {}
+        for n, ids in candidates.items():
+            rows, hits = counts[n]
+            for term in terms:
+                if not ids or not hits[term]:
+                    continue
+                here = _fts5_idf(rows, hits[term])
+                everywhere = _fts5_idf(total, sum(c[1][term] for c in counts))
+                marks = ",".join("?" * len(ids))
+                for chunk_id, rank in self._db.execute(
+                        f"SELECT rowid, bm25(chunks_fts) FROM s{n}.chunks_fts WHERE chunks_fts MATCH ? "
+                        f"AND rowid IN ({marks})", [f'"{term}"', *ids]):
+                    scores[chunk_id] = scores.get(chunk_id, 0.0) + (-rank / here) * everywhere
+        return scores
+
+    def _term_counts(self, n: int, terms: list[str]) -> tuple[int, dict[str, int]]:
+        """Segment n's row count and how many of its rows hold each word. Segments never change
+        once written, so the counts are kept for as long as the segment is in use."""
+        key = segments.key_of(self._segments[n].name, self.manifest["files"])
+        cached = _TERM_COUNTS.setdefault(key, {})
+        if None not in cached:
+            cached[None] = self._db.execute(f"SELECT count(*) FROM s{n}.chunks").fetchone()[0]
+        for term in terms:
+            if term not in cached:
+                cached[term] = self._db.execute(
+                    f"SELECT count(*) FROM s{n}.chunks_fts WHERE chunks_fts MATCH ?", [f'"{term}"']).fetchone()[0]
+        return cached[None], {term: cached[term] for term in terms}
 
     def has_term(self, term: str, *, sources: list[str] | None = None) -> bool:
         """Whether any chunk (of ``sources``, if given) contains ``term``: a word, or several as a

@@ -29,6 +29,8 @@ NPROBE_SHARE, NPROBE_MIN = 16, 32
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Keyword candidates per segment, per result wanted: each segment ranks its own matches first.
 CANDIDATES_PER_RESULT = 4
+# A segment with at least this share of the index's rows keeps its own keyword statistics.
+OWN_STATISTICS_SHARE = 0.25
 # Per segment (by its files): row count (key None) and rows holding each word. Segments are
 # immutable; entries of segments no open generation uses go when the next one opens.
 _TERM_COUNTS: dict[tuple, dict] = {}
@@ -251,52 +253,68 @@ class Store:
         terms = list(dict.fromkeys(words))
         match = " OR ".join(f'"{w}"' for w in terms)
         where, params = source_filter(sources, "c.source")
-        candidates = {}  # segment number -> its best chunk ids by its own BM25, a wide net
+        candidates = {}  # segment number -> its best (chunk id, its own bm25 rank), a wide net
         for n in range(len(self._segments)):
-            candidates[n] = [row[0] for row in self._db.execute(
-                f"SELECT c.id FROM s{n}.chunks_fts AS f JOIN s{n}.chunks c ON c.id = f.rowid "
+            candidates[n] = self._db.execute(
+                f"SELECT c.id, f.rank FROM s{n}.chunks_fts AS f JOIN s{n}.chunks c ON c.id = f.rowid "
                 f"WHERE f.chunks_fts MATCH ? AND {where} AND c.id NOT IN (SELECT id FROM main.deleted) "
-                "ORDER BY f.rank LIMIT ?", [match, *params, k * CANDIDATES_PER_RESULT])]
+                "ORDER BY f.rank LIMIT ?", [match, *params, k * CANDIDATES_PER_RESULT]).fetchall()
         scored = sorted(self._bm25(terms, candidates).items(), key=lambda item: -item[1])[:k]
         return self._hits(scored)
 
-    def _bm25(self, terms: list[str], candidates: dict[int, list[int]]) -> dict[int, float]:
+    def _bm25(self, terms: list[str], candidates: dict[int, list]) -> dict[int, float]:
         """BM25 of the candidates with each word's rarity counted over the whole index.
 
         FTS5's bm25() knows only its own segment: in a one-file segment a word every chunk there
         holds gets no weight (its idf is clamped to 1e-6), so an edited file, alone in its new
-        segment, scored ~0 for the very words that found it before the edit. Per word, the
-        segment's bm25() divided by the segment's idf is the term-frequency part; times the
-        index-wide idf, summed over words, is the score one index would have given."""
-        counts = [self._term_counts(n, terms) for n in range(len(self._segments))]
-        total = sum(rows for rows, _ in counts)
+        segment, scored ~0 for the very words that found it before the edit. A segment holding
+        a large share of the index has nearly the index's statistics and keeps its own scores;
+        in a smaller one, per word, bm25() divided by the segment's idf is the term-frequency
+        part, and times the index-wide idf, summed over words, is the score one index would
+        have given. (Re-scoring every segment so would cost 5x at 10k chunks; small segments'
+        word lists are short.)"""
+        rows = [self._row_count(n) for n in range(len(self._segments))]
+        total = sum(rows)
         scores: dict[int, float] = {}
-        for n, ids in candidates.items():
-            rows, hits = counts[n]
+        small = [n for n, found in candidates.items() if found and rows[n] < total * OWN_STATISTICS_SHARE]
+        for n, found in candidates.items():
+            if n not in small:
+                scores.update((chunk_id, -float(rank)) for chunk_id, rank in found)
+        if not small:
+            return scores
+        hits = [self._term_hits(n, terms) for n in range(len(self._segments))]
+        for n in small:
+            ids = [chunk_id for chunk_id, _ in candidates[n]]
+            marks = ",".join("?" * len(ids))
             for term in terms:
-                if not ids or not hits[term]:
+                if not hits[n][term]:
                     continue
-                here = _fts5_idf(rows, hits[term])
-                everywhere = _fts5_idf(total, sum(c[1][term] for c in counts))
-                marks = ",".join("?" * len(ids))
+                weight = _fts5_idf(total, sum(h[term] for h in hits)) / _fts5_idf(rows[n], hits[n][term])
                 for chunk_id, rank in self._db.execute(
                         f"SELECT rowid, bm25(chunks_fts) FROM s{n}.chunks_fts WHERE chunks_fts MATCH ? "
                         f"AND rowid IN ({marks})", [f'"{term}"', *ids]):
-                    scores[chunk_id] = scores.get(chunk_id, 0.0) + (-rank / here) * everywhere
+                    scores[chunk_id] = scores.get(chunk_id, 0.0) - float(rank) * weight
         return scores
 
-    def _term_counts(self, n: int, terms: list[str]) -> tuple[int, dict[str, int]]:
-        """Segment n's row count and how many of its rows hold each word. Segments never change
-        once written, so the counts are kept for as long as the segment is in use."""
-        key = segments.key_of(self._segments[n].name, self.manifest["files"])
-        cached = _TERM_COUNTS.setdefault(key, {})
+    def _row_count(self, n: int) -> int:
+        cached = self._segment_counts(n)
         if None not in cached:
             cached[None] = self._db.execute(f"SELECT count(*) FROM s{n}.chunks").fetchone()[0]
+        return cached[None]
+
+    def _term_hits(self, n: int, terms: list[str]) -> dict[str, int]:
+        """How many of segment n's rows hold each word."""
+        cached = self._segment_counts(n)
         for term in terms:
             if term not in cached:
                 cached[term] = self._db.execute(
                     f"SELECT count(*) FROM s{n}.chunks_fts WHERE chunks_fts MATCH ?", [f'"{term}"']).fetchone()[0]
-        return cached[None], {term: cached[term] for term in terms}
+        return {term: cached[term] for term in terms}
+
+    def _segment_counts(self, n: int) -> dict:
+        """Segment n's cached counts. Segments never change once written, so they are kept for
+        as long as the segment is in use."""
+        return _TERM_COUNTS.setdefault(segments.key_of(self._segments[n].name, self.manifest["files"]), {})
 
     def has_term(self, term: str, *, sources: list[str] | None = None) -> bool:
         """Whether any chunk (of ``sources``, if given) contains ``term``: a word, or several as a

@@ -55,7 +55,8 @@ def make_texts(rng, n: int, vocabulary: list[str]) -> list[str]:
     return [" ".join(vocabulary[i] for i in row) for row in ranks]
 
 
-def write_files(writer, rng, vectors: np.ndarray, vocabulary: list[str], first_file: int, tag: str = "") -> None:
+def write_files(writer, rng, vectors: np.ndarray, vocabulary: list[str], first_file: int, tag: str = "",
+                root: str = "root") -> None:
     from vectorstore.records import FileRecord, NewChunk
 
     for f in range(len(vectors) // PER_FILE):
@@ -63,7 +64,7 @@ def write_files(writer, rng, vectors: np.ndarray, vocabulary: list[str], first_f
         texts = make_texts(rng, PER_FILE, vocabulary)
         chunks = [NewChunk(text, {"source": source, "position": i, "content_hash": f"{source}{tag}-{i}"})
                   for i, text in enumerate(texts)]
-        record = FileRecord("root", source, 1000, 1, f"sha{tag}-{source}", title=source)
+        record = FileRecord(root, source, 1000, 1, f"sha{tag}-{source}", title=source)
         writer.add_file(record, chunks, vectors[f * PER_FILE:(f + 1) * PER_FILE])
 
 
@@ -81,6 +82,39 @@ def gen_bytes(gen: Path) -> tuple[int, int]:
     return total, new
 
 
+def resync_child(data_dir: str, file: str) -> None:
+    """A new process's one-file re-sync, as `docchat ingest FILE` runs it, with killloop's word-hash
+    stand-in for the model: what is timed is the index's work and the parse, not the embedding."""
+    started = time.perf_counter()
+    from app.config import load_settings
+    from ingest.sync import sync
+    from killloop import HashedEmbeddings
+
+    imported = time.perf_counter()
+    summary = sync(load_settings(env_file=None, data_dir=Path(data_dir)), [Path(file)], embedder=HashedEmbeddings())
+    done = time.perf_counter()
+    print(f"RESYNC imports={imported - started:.3f} sync={done - imported:.3f} chunks={summary.chunks_embedded} "
+          f"rss_mb={peak_rss_mb():.0f}", flush=True)
+
+
+def resync_in_new_process(settings, docs: Path, rng, vocabulary: list[str], n: int, version: int) -> dict:
+    """Rewrite one indexed file on disk and re-sync it from a new process; wall time and new disk."""
+    import subprocess
+
+    from vectorstore import layout
+
+    file = docs / f"file-{n // PER_FILE // 3:07d}.md"
+    paragraphs = make_texts(rng, 40, vocabulary)
+    file.write_text(f"# Version {version}\n\n" + "\n\n".join(paragraphs))
+    started = time.perf_counter()
+    out = subprocess.run([sys.executable, __file__, "--resync-child", str(settings.data_path), str(file)],
+                         capture_output=True, text=True, check=True, env={**os.environ, "PYTHONPATH": str(REPO)})
+    wall = time.perf_counter() - started
+    figures = dict(part.split("=") for part in out.stdout.split("RESYNC ", 1)[1].split())
+    _, new = gen_bytes(layout.current_generation(settings.index_path))
+    return {"wall": wall, "new_mb": new / 1e6, **figures}
+
+
 def one_size(n: int, work: Path, queries: int) -> list[tuple[str, str]]:
     from app.config import load_settings
     from vectorstore import Store, layout, segments
@@ -93,10 +127,12 @@ def one_size(n: int, work: Path, queries: int) -> list[tuple[str, str]]:
     vectors = make_vectors(rng, n, centres)
     rows = [("chunks", f"{n:,}")]
 
+    docs = (work / f"docs-{n}").resolve()  # the synthetic files' root: one is written for the re-sync
+    docs.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
     with IndexWriter(settings) as writer:
-        write_files(writer, rng, vectors, vocabulary, 0)
-        writer.commit("synthetic")
+        write_files(writer, rng, vectors, vocabulary, 0, root=str(docs))
+        writer.commit(settings.embedding_model_name)
     rows.append(("full build (one commit)", f"{time.perf_counter() - started:.1f} s"))
     total, _ = gen_bytes(layout.current_generation(settings.index_path))
     rows.append(("generation disk size", f"{total / 1e6:.1f} MB ({total / n:.0f} B/chunk)"))
@@ -105,8 +141,8 @@ def one_size(n: int, work: Path, queries: int) -> list[tuple[str, str]]:
     replaced = make_vectors(rng, PER_FILE, centres)
     started = time.perf_counter()
     with IndexWriter(settings) as writer:
-        write_files(writer, rng, replaced, vocabulary, n // PER_FILE // 2, tag="-v2")
-        writer.commit("synthetic")
+        write_files(writer, rng, replaced, vocabulary, n // PER_FILE // 2, tag="-v2", root=str(docs))
+        writer.commit(settings.embedding_model_name)
     rows.append(("one-file commit (100 chunks replaced)", f"{time.perf_counter() - started:.2f} s"))
     _, new = gen_bytes(layout.current_generation(settings.index_path))
     rows.append(("  new disk bytes of that commit", f"{new / 1e6:.2f} MB"))
@@ -124,6 +160,22 @@ def one_size(n: int, work: Path, queries: int) -> list[tuple[str, str]]:
     rows.append(("cold open (nothing loaded)", f"{time.perf_counter() - started:.2f} s"))
     rows.append(("segments", ", ".join(f"{type(__import__('faiss').downcast_index(p.index.index)).__name__} "
                                        f"{len(p):,}" for p in store._segments)))
+
+    store.close()
+    # A one-file re-sync from a new process (`docchat ingest FILE`): first with the writer's
+    # signed record of checked files removed (every segment hashed and read, as before lazy
+    # opening), then as it runs normally (vouched segments opened lazily; mmap for big ones).
+    for label, forget in (("hashing every file (no VOUCHED record)", True), ("normal (lazy open)", False)):
+        if forget:
+            (settings.index_path / layout.VOUCHED).unlink(missing_ok=True)
+        figures = resync_in_new_process(settings, docs, rng, vocabulary, n, 1 if forget else 2)
+        rows.append((f"one-file re-sync, new process: {label}",
+                     f"{figures['wall']:.2f} s wall (imports {float(figures['imports']):.2f} s, sync "
+                     f"{float(figures['sync']):.2f} s, {figures['chunks']} chunks, child peak RSS "
+                     f"{figures['rss_mb']} MB), new disk {figures['new_mb']:.2f} MB"))
+    segments.forget_except(set())
+    segments._verified.clear()
+    store = Store.open(settings, check_model=False)
 
     picks = rng.integers(0, n, queries)
     probes = make_vectors(rng, queries, vectors[picks])  # near stored vectors, like real questions
@@ -160,7 +212,11 @@ def main() -> int:
     parser.add_argument("--queries", type=int, default=200)
     parser.add_argument("--work", type=Path, default=None, help="scratch folder (default: a temporary one)")
     parser.add_argument("--approximate-from", type=int, default=None, help="override segments.APPROXIMATE_FROM")
+    parser.add_argument("--resync-child", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.resync_child:
+        resync_child(*args.resync_child)
+        return 0
     from vectorstore import segments
     from vectorstore.store import NPROBE_MIN, NPROBE_SHARE
 

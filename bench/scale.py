@@ -44,6 +44,10 @@ VOCABULARY = 30_000
 
 
 def peak_rss_mb() -> float:
+    """This process's peak RSS (VmHWM: unlike ru_maxrss, not inherited from the parent across exec)."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) / 1024
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
@@ -97,6 +101,32 @@ def resync_child(data_dir: str, file: str) -> None:
     summary = sync(load_settings(env_file=None, data_dir=Path(data_dir)), [Path(file)], embedder=HashedEmbeddings())
     done = time.perf_counter()
     print(f"RESYNC imports={imported - started:.3f} sync={done - imported:.3f} chunks={summary.chunks_embedded} "
+          f"rss_mb={peak_rss_mb():.0f}", flush=True)
+
+
+def commit_child(data_dir: str, root: str, source: str) -> None:
+    """A new process's index work for a one-file re-sync, without parsing or embedding: open the
+    index as sync does (an unlocked snapshot, then the writer), read the file's stored vectors,
+    replace its chunks, commit."""
+    started = time.perf_counter()
+    from app.config import load_settings
+    from vectorstore.records import FileRecord, NewChunk
+    from vectorstore.writer import IndexWriter
+
+    settings = load_settings(env_file=None, data_dir=Path(data_dir))
+    imported = time.perf_counter()
+    with IndexWriter(settings, read_only=True) as snapshot:
+        snapshot.catalog(root)
+        old = snapshot.stored_vectors(root, source)
+    with IndexWriter(settings) as writer:
+        writer.stored_vectors(root, source)
+        vectors = np.array(list(old.values())[:PER_FILE], dtype=np.float32)[::-1]  # same vectors, new order
+        chunks = [NewChunk(f"rewritten chunk {i}", {"source": source, "position": i, "content_hash": f"new-{i}"})
+                  for i in range(len(vectors))]
+        writer.add_file(FileRecord(root, source, 1000, 2, "sha-rewritten", title=source), chunks, vectors)
+        writer.commit(settings.embedding_model_name)
+    done = time.perf_counter()
+    print(f"COMMIT imports={imported - started:.3f} index={done - imported:.3f} chunks={len(vectors)} "
           f"rss_mb={peak_rss_mb():.0f}", flush=True)
 
 
@@ -232,7 +262,14 @@ def one_size(n: int, work: Path, queries: int, base: np.ndarray | None,
                      f"{figures['wall']:.2f} s wall (imports {float(figures['imports']):.2f} s, sync "
                      f"{float(figures['sync']):.2f} s, {figures['chunks']} chunks, child peak RSS "
                      f"{figures['rss_mb']} MB), new disk {figures['new_mb']:.2f} MB"))
-    # The re-sync replaced that file's chunks with texts (and vectors) of its own: search the rest.
+    started = time.perf_counter()
+    source = f"file-{n // PER_FILE // 4:07d}.md"
+    figures = child_figures(["--commit-child", str(settings.data_path), str(docs), source], "COMMIT")
+    wall = time.perf_counter() - started
+    _, new = gen_bytes(layout.current_generation(settings.index_path))
+    rows.append(("  the index's part alone, new process (open, stored vectors, replace, commit)",
+                 f"{wall:.2f} s wall (imports {float(figures['imports']):.2f} s, index {float(figures['index']):.2f} s, "
+                 f"{figures['chunks']} chunks, peak RSS {figures['rss_mb']} MB), new disk {new / 1e6:.2f} MB"))
     app = child_figures(["--app-child", str(settings.data_path), str(queries)], "APP")
     rows.append(("app process: open / first search", f"{float(app['open_s']):.2f} s / {float(app['first_search_s']):.2f} s"))
     rows.append(("app process: dense p50 / p95", f"{app['dense_p50_ms']} / {app['dense_p95_ms']} ms"))
@@ -295,9 +332,13 @@ def main() -> int:
                         help="IVF settings to measure, SHARE:MIN,...: lists probed = max(MIN, lists/SHARE)")
     parser.add_argument("--resync-child", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--app-child", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--commit-child", nargs=3, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.resync_child:
         resync_child(*args.resync_child)
+        return 0
+    if args.commit_child:
+        commit_child(*args.commit_child)
         return 0
     if args.app_child:
         app_child(args.app_child[0], int(args.app_child[1]))

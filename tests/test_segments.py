@@ -140,6 +140,7 @@ def as_a_new_process() -> None:
 
 def test_a_new_process_opens_vouched_segments_lazily_and_finds_the_same(settings, monkeypatch):
     monkeypatch.setattr(segments, "MMAP_FROM_BYTES", 0)  # the big-index path: memory-mapped on first use
+    monkeypatch.setattr(segments, "APPROXIMATE_FROM", 90)  # and the first segment IVF
     files = commit(settings, **{f"f{i}.md": unit(20) for i in range(5)})
     commit(settings, **{"g.md": unit(3)})
     queries = unit(10)
@@ -153,6 +154,9 @@ def test_a_new_process_opens_vouched_segments_lazily_and_finds_the_same(settings
     assert {d.source: d.chunks for d in lazy.documents()}["f3.md"] == 20  # catalog and rows work unloaded
     lazy_answers = answers(lazy)
     assert all(part.loaded for part in lazy._segments)
+    import faiss
+
+    assert isinstance(faiss.downcast_index(lazy._segments[0].index.index), faiss.IndexIVF)
 
     (settings.index_path / layout.VOUCHED).unlink()  # no record: every file hashed and loaded, as before
     as_a_new_process()

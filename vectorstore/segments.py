@@ -99,9 +99,11 @@ class Segment:
                 return
             fd = self._handle.fileno()
             path = f"/proc/self/fd/{fd}" if os.path.exists("/proc/self/fd") else f"/dev/fd/{fd}"
-            big = os.fstat(fd).st_size >= MMAP_FROM_BYTES
+            flags = 0
+            if os.fstat(fd).st_size >= MMAP_FROM_BYTES:  # IVF lists and flat codes map differently
+                flags = faiss.IO_FLAG_MMAP if b"IwFl" in os.pread(fd, 64, 0) else faiss.IO_FLAG_MMAP_IFC
             try:
-                index = faiss.read_index(path, faiss.IO_FLAG_MMAP | faiss.IO_FLAG_MMAP_IFC if big else 0)
+                index = faiss.read_index(path, flags)
             except RuntimeError as exc:
                 raise layout.damaged(self._path, f"cannot be read ({exc})") from None
             ids = faiss.vector_to_array(index.id_map) if index.ntotal else np.zeros(0, dtype=np.int64)

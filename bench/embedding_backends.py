@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -42,6 +43,7 @@ CORPORA = {
     "pg": (BENCH / "pg-data", REPO.parent / "shared/eval/postgres-qa.jsonl"),
     "git": (BENCH / "git-data", REPO / "bench/git-qa/git-qa.jsonl"),
 }
+PG_PAGES = REPO.parent / "main/corpora/postgresql-doc-15/usr/share/doc/postgresql-doc-15/html"
 RUNTIMES = {"torch-fp32": {"embedding_runtime": "torch"},
             "onnx-fp32": {"embedding_runtime": "onnx", "embedding_precision": "fp32"},
             "onnx-int8": {"embedding_runtime": "onnx", "embedding_precision": "int8"}}
@@ -126,6 +128,43 @@ def speed(embedders: dict, texts: list[str], questions: list[str], rounds: int) 
                    "query p95 ms": float(np.percentile(query_ms[name], 95))} for name in embedders}
 
 
+def ingest_rounds(embedders: dict, base, corpus: Path, limit: int, rounds: int, work: Path) -> None:
+    """Full ingests (`sync(full=True)`: parse, split, embed, write) of the first ``limit`` files,
+    one per runtime per round, runtimes in a rotated order each round; prints wall times and
+    the ratio to torch's, so load that drifts during the run hits all alike."""
+    import shutil
+
+    import importlib.util
+
+    from ingest.sync import sync
+
+    spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "bench/ingest.py")  # not the ingest package
+    bench_ingest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_ingest)
+    folder = bench_ingest.limited_corpus(corpus, limit, work)
+    names = list(embedders)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    chunks = {}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            data = work / f"ingest-{name.replace(' ', '-')}"
+            shutil.rmtree(data, ignore_errors=True)
+            changes = dict(RUNTIMES.get(name, RUNTIMES["onnx-int8"]))
+            settings = base.model_copy(update={**changes, "data_dir": data})
+            start = time.perf_counter()
+            summary = sync(settings, [folder], full=True, embedder=embedders[name])
+            seconds[name].append(time.perf_counter() - start)
+            chunks[name] = summary.chunks_added
+            shutil.rmtree(data, ignore_errors=True)
+    reference = statistics.median(seconds["torch-fp32"]) if "torch-fp32" in seconds else None
+    print(f"\n== full ingest of the first {limit} files of {corpus} ({rounds} rounds, load {os.getloadavg()[0]:.1f})")
+    for name in names:
+        median = statistics.median(seconds[name])
+        ratio = f"  {median / reference:.2f}x torch" if reference else ""
+        print(f"  ingest {name:<11} {median:6.1f} s (runs {', '.join(f'{x:.1f}' for x in seconds[name])}), "
+              f"{chunks[name]} chunks, {chunks[name] / median:5.1f} chunks/s{ratio}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", default="pg,git")
@@ -138,6 +177,9 @@ def main() -> int:
                         help="int8 files quantized from the fp32 export another way, e.g. "
                         "MatMul,MatMul+Attention-except-last (ops to quantize; -except-last keeps the last layer fp32)")
     parser.add_argument("--no-torch", action="store_true", help="leave torch out of the speed rounds")
+    parser.add_argument("--ingest", type=int, default=0, metavar="N",
+                        help="also time full ingests of the first N PostgreSQL pages per runtime (interleaved)")
+    parser.add_argument("--ingest-rounds", type=int, default=1)
     args = parser.parse_args()
     base = load_settings(env_file=None)
     embedders = {name: Embedding(base.model_copy(update=changes)) for name, changes in RUNTIMES.items()
@@ -151,7 +193,10 @@ def main() -> int:
         folder = LocalEncoder(base.model_copy(update=RUNTIMES["onnx-int8"])).load()._encoder.folder
         for name in args.int8_variants.split(","):
             embedders[f"int8 {name}"] = Variant(folder, name, work, base.embed_batch_size)
-    for key in args.corpora.split(","):
+    if args.ingest:
+        ingest_rounds({n: e for n, e in embedders.items() if n in RUNTIMES}, base, PG_PAGES, args.ingest,
+                      args.ingest_rounds, work)
+    for key in [c for c in args.corpora.split(",") if c]:
         data_dir, qa = CORPORA[key]
         texts, sources, stored, stamp = read_chunks(data_dir)
         items = [i for i in load_items(qa) if i.kind == "single"]

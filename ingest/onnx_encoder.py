@@ -101,33 +101,37 @@ def _fuse(traced: Path, target: Path, config) -> None:
     """``target``: ``traced`` with each layer's attention, GELU and layer norms fused into single
     ONNX Runtime operators (onnxruntime.transformers' BERT optimizer), kept only when every layer
     fused and the outputs match the traced graph's; otherwise the traced graph itself."""
-    import onnxruntime as ort
-    from onnxruntime.transformers.optimizer import optimize_model
-
     try:
-        fused = optimize_model(str(traced), model_type="bert", num_heads=int(config.num_attention_heads),
-                               hidden_size=int(config.hidden_size), opt_level=1)
-        complete = fused.get_fused_operator_statistics().get("Attention", 0) == int(config.num_hidden_layers)
-        if complete:
-            fused.save_model_to_file(str(target))
+        complete = _fused_matches(traced, target, config)
     except Exception as exc:  # an architecture the optimizer does not know: the traced graph is correct
         log.info("ONNX fusion skipped (%s: %s)", type(exc).__name__, exc)
         complete = False
-    if complete:
-        rng = np.random.default_rng(0)
-        feed = {"input_ids": rng.integers(1000, 2000, size=(3, 24)), "token_type_ids": np.zeros((3, 24), np.int64),
-                "attention_mask": np.repeat((np.arange(24) < np.array([[24], [9], [3]])), 1, 0).astype(np.int64)}
-        options = ort.SessionOptions()
-        options.log_severity_level = 3
-        a, b = (ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
-                for path in (traced, target))
-        cosine = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
-        complete = bool(np.all(cosine > 0.99999))
     if complete:
         traced.unlink()
     else:
         target.unlink(missing_ok=True)
         traced.replace(target)
+
+
+def _fused_matches(traced: Path, target: Path, config) -> bool:
+    import onnxruntime as ort
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = optimize_model(str(traced), model_type="bert", num_heads=int(config.num_attention_heads),
+                           hidden_size=int(config.hidden_size), opt_level=1)
+    if fused.get_fused_operator_statistics().get("Attention", 0) != int(config.num_hidden_layers):
+        return False
+    fused.save_model_to_file(str(target))
+    rng = np.random.default_rng(0)
+    lengths = np.array([[24], [9], [3]])
+    feed = {"input_ids": rng.integers(1000, 2000, size=(3, 24)), "token_type_ids": np.zeros((3, 24), np.int64),
+            "attention_mask": (np.arange(24) < lengths).astype(np.int64)}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    a, b = (ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+            for path in (traced, target))
+    cosine = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return bool(np.all(cosine > 0.99999))
 
 
 def _quantize(fp32: Path, target: Path) -> None:

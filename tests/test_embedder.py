@@ -56,6 +56,10 @@ def test_the_export_is_made_once_and_reused(runtimes, model_cache_dir):
     runtimes["int8"].prepare()
     folders = [export_dir(model_cache_dir, embedding_model_path(runtimes["int8"].settings.embedding_model_name))]
     assert {"model.onnx", "model-int8.onnx", "tokenizer.json"} <= {p.name for p in folders[0].iterdir()}
+    import onnx
+
+    graph = onnx.load(str(folders[0] / "model.onnx"), load_external_data=False).graph
+    assert sum(node.op_type == "Attention" for node in graph.node) == 6  # each layer fused: the fast graph
     before = folders[0].stat().st_mtime_ns
     Embedding(load_settings(env_file=None, model_cache_dir=model_cache_dir, embedding_precision="fp32")).prepare()
     assert folders[0].stat().st_mtime_ns == before and not list(model_cache_dir.glob(".*-onnx-*"))

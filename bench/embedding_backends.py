@@ -3,11 +3,11 @@
     python bench/embedding_backends.py                    # PostgreSQL and git sets
     python bench/embedding_backends.py --speed-sample 300 --corpora pg
 
-Chunks are read back from an index built by the current code with torch fp32 (``.bench/pg-data``,
-``.bench/git-data`` from bench/ingest.py): each chunk's embedded text is rebuilt from its
-metadata and checked against its content hash, and its stored vector is the torch fp32 one.
-Each other runtime (ONNX fp32, ONNX int8) embeds every chunk again; every runtime embeds the
-questions. Quality: dense-only hit@1/hit@5 and MRR over the answerable single-turn questions
+Chunks are read back from an index built by the current code with fp32 vectors (``.bench/pg-data``,
+``.bench/git-data`` from bench/ingest.py; ONNX fp32 gives torch fp32's vectors): each chunk's
+embedded text is rebuilt from its metadata and checked against its content hash. Each other
+runtime (ONNX int8, and ``--int8-variants``: int8 files quantized other ways) embeds every chunk
+again; every runtime embeds the questions. Quality: dense-only hit@1/hit@5 and MRR over the answerable single-turn questions
 (so the embedder is all that differs), how many questions flip in or out of the top 5,
 and the median cosine of each chunk's vector to torch's.
 Speed: batches of real chunks and single short questions (one thread), runtimes interleaved
@@ -19,9 +19,10 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sqlite3
+import os
 import statistics
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,20 +43,19 @@ CORPORA = {
     "pg": (BENCH / "pg-data", REPO.parent / "shared/eval/postgres-qa.jsonl"),
     "git": (BENCH / "git-data", REPO / "bench/git-qa/git-qa.jsonl"),
 }
+PG_PAGES = REPO.parent / "main/corpora/postgresql-doc-15/usr/share/doc/postgresql-doc-15/html"
 RUNTIMES = {"torch-fp32": {"embedding_runtime": "torch"},
             "onnx-fp32": {"embedding_runtime": "onnx", "embedding_precision": "fp32"},
             "onnx-int8": {"embedding_runtime": "onnx", "embedding_precision": "int8"}}
 
 
-def read_chunks(data_dir: Path) -> tuple[list[str], list[str], np.ndarray]:
-    """Embedded texts, sources and the stored (torch fp32) vectors of an index's live generation."""
-    import faiss
+def read_chunks(data_dir: Path) -> tuple[list[str], list[str], np.ndarray, str]:
+    """Embedded texts, sources, stored vectors and their stamp (e.g. ``onnx-fp32``) of an index."""
+    from vectorstore import Store
 
-    index_dir = data_dir / "index"
-    gen = index_dir / (index_dir / "CURRENT").read_text().strip()
-    db = sqlite3.connect(gen / "store.sqlite")
+    store = Store.open(load_settings(env_file=None, data_dir=data_dir), check_model=False)
     texts, sources, ids = [], [], []
-    for chunk_id, text, metadata in db.execute("SELECT id, text, metadata FROM chunks ORDER BY id"):
+    for chunk_id, text, metadata in store._db.execute("SELECT id, text, metadata FROM chunks ORDER BY id"):
         meta = json.loads(metadata)
         embedded = _with_context(meta["title"], meta.get("heading"), text)
         if hashlib.sha256(embedded.encode()).hexdigest()[:32] != meta["content_hash"]:
@@ -63,9 +63,39 @@ def read_chunks(data_dir: Path) -> tuple[list[str], list[str], np.ndarray]:
         texts.append(embedded)
         sources.append(meta["source"])
         ids.append(chunk_id)
-    index = faiss.read_index(str(gen / "vectors.faiss"))
-    vectors = index.reconstruct_batch(np.array(ids, dtype=np.int64))
-    return texts, sources, vectors
+    vectors = store.vectors(ids)
+    stamp = store.embedding
+    store.close()
+    return texts, sources, vectors, stamp
+
+
+class Variant:
+    """An int8 file quantized from the export's fp32 graph another way (``--int8-variants``)."""
+
+    def __init__(self, folder: Path, name: str, work: Path, batch_size: int):
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        from ingest.onnx_encoder import FILES, OnnxEncoder
+
+        ops, _, skip_last = name.partition("-except-last")
+        fp32 = folder / FILES["fp32"]
+        last = []
+        if skip_last is not None and "-except-last" in name:
+            graph = onnx.load(str(fp32), load_external_data=False).graph
+            layers = sorted({int(n.name.split("layer.")[1].split("/")[0]) for n in graph.node if "layer." in n.name})
+            last = [n.name for n in graph.node if f"layer.{layers[-1]}/" in n.name]
+        target = work / f"{name}.onnx"
+        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                         op_types_to_quantize=ops.split("+"), nodes_to_exclude=last,
+                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        self.encoder = OnnxEncoder(folder, "int8", batch_size, model_file=target)
+
+    def prepare(self) -> None:
+        pass
+
+    def embed(self, texts: list[str]) -> np.ndarray:
+        return self.encoder.encode(texts)
 
 
 def figures(query_vectors: np.ndarray, chunk_vectors: np.ndarray, sources: list[str], items) -> dict:
@@ -98,26 +128,83 @@ def speed(embedders: dict, texts: list[str], questions: list[str], rounds: int) 
                    "query p95 ms": float(np.percentile(query_ms[name], 95))} for name in embedders}
 
 
+def ingest_rounds(embedders: dict, base, corpus: Path, limit: int, rounds: int, work: Path) -> None:
+    """Full ingests (`sync(full=True)`: parse, split, embed, write) of the first ``limit`` files,
+    one per runtime per round, runtimes in a rotated order each round; prints wall times and
+    the ratio to torch's, so load that drifts during the run hits all alike."""
+    import shutil
+
+    import importlib.util
+
+    from ingest.sync import sync
+
+    spec = importlib.util.spec_from_file_location("bench_ingest", REPO / "bench/ingest.py")  # not the ingest package
+    bench_ingest = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench_ingest)
+    folder = bench_ingest.limited_corpus(corpus, limit, work)
+    names = list(embedders)
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    chunks = {}
+    for r in range(rounds):
+        for name in names[r % len(names):] + names[:r % len(names)]:
+            data = work / f"ingest-{name.replace(' ', '-')}"
+            shutil.rmtree(data, ignore_errors=True)
+            changes = dict(RUNTIMES.get(name, RUNTIMES["onnx-int8"]))
+            settings = base.model_copy(update={**changes, "data_dir": data})
+            start = time.perf_counter()
+            summary = sync(settings, [folder], full=True, embedder=embedders[name])
+            seconds[name].append(time.perf_counter() - start)
+            chunks[name] = summary.chunks_added
+            shutil.rmtree(data, ignore_errors=True)
+    reference = statistics.median(seconds["torch-fp32"]) if "torch-fp32" in seconds else None
+    print(f"\n== full ingest of the first {limit} files of {corpus} ({rounds} rounds, load {os.getloadavg()[0]:.1f})")
+    for name in names:
+        median = statistics.median(seconds[name])
+        ratio = f"  {median / reference:.2f}x torch" if reference else ""
+        print(f"  ingest {name:<11} {median:6.1f} s (runs {', '.join(f'{x:.1f}' for x in seconds[name])}), "
+              f"{chunks[name]} chunks, {chunks[name] / median:5.1f} chunks/s{ratio}", flush=True)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--corpora", default="pg,git")
     parser.add_argument("--speed-sample", type=int, default=600, help="chunks per runtime for the speed figures")
     parser.add_argument("--rounds", type=int, default=6)
     parser.add_argument("--batch-sizes", default="", help="also time ONNX int8 at these batch sizes, e.g. 16,32,64")
-    parser.add_argument("--quality", default="onnx-int8", help="runtimes that re-embed every chunk (torch's are stored)")
+    parser.add_argument("--quality", default="onnx-int8",
+                        help="runtimes that re-embed every chunk (the index's own are stored)")
+    parser.add_argument("--int8-variants", default="",
+                        help="int8 files quantized from the fp32 export another way, e.g. "
+                        "MatMul,MatMul+Attention-except-last (ops to quantize; -except-last keeps the last layer fp32)")
+    parser.add_argument("--no-torch", action="store_true", help="leave torch out of the speed rounds")
+    parser.add_argument("--ingest", type=int, default=0, metavar="N",
+                        help="also time full ingests of the first N PostgreSQL pages per runtime (interleaved)")
+    parser.add_argument("--ingest-rounds", type=int, default=1)
     args = parser.parse_args()
     base = load_settings(env_file=None)
-    embedders = {name: Embedding(base.model_copy(update=changes)) for name, changes in RUNTIMES.items()}
+    embedders = {name: Embedding(base.model_copy(update=changes)) for name, changes in RUNTIMES.items()
+                 if not (args.no_torch and name == "torch-fp32")}
     for embedder in embedders.values():
         embedder.prepare()
-    for key in args.corpora.split(","):
+    work = Path(tempfile.mkdtemp(prefix="int8-variants-"))
+    if args.int8_variants:
+        from ingest.embedder import LocalEncoder
+
+        folder = LocalEncoder(base.model_copy(update=RUNTIMES["onnx-int8"])).load()._encoder.folder
+        for name in args.int8_variants.split(","):
+            embedders[f"int8 {name}"] = Variant(folder, name, work, base.embed_batch_size)
+    if args.ingest:
+        ingest_rounds({n: e for n, e in embedders.items() if n in RUNTIMES}, base, PG_PAGES, args.ingest,
+                      args.ingest_rounds, work)
+    for key in [c for c in args.corpora.split(",") if c]:
         data_dir, qa = CORPORA[key]
-        texts, sources, torch_vectors = read_chunks(data_dir)
+        texts, sources, stored, stamp = read_chunks(data_dir)
         items = [i for i in load_items(qa) if i.kind == "single"]
         questions = [i.question for i in items]
         rng = np.random.default_rng(0)
         sample = [texts[i] for i in rng.choice(len(texts), size=min(args.speed_sample, len(texts)), replace=False)]
-        print(f"\n== {key}: {len(texts)} chunks, {len(items)} single-turn questions ({data_dir})")
+        print(f"\n== {key}: {len(texts)} chunks, {len(items)} single-turn questions ({data_dir}; stored vectors: {stamp}, "
+              "which for ONNX fp32 are torch fp32's to cosine >= 0.99999: tests/test_embedder.py)")
         for name, row in (speed(embedders, sample, questions, args.rounds) if sample else {}).items():
             print(f"  speed {name:<11} " + "  ".join(f"{k} {v:7.1f}" for k, v in row.items()), flush=True)
         for size in [int(s) for s in args.batch_sizes.split(",") if s]:
@@ -126,18 +213,18 @@ def main() -> int:
             start = time.perf_counter()
             embedder.embed(sample)
             print(f"  speed onnx-int8 batch {size:<4} chunks/s {len(sample) / (time.perf_counter() - start):7.1f}", flush=True)
-        reference = figures(embedders["torch-fp32"].embed(questions), torch_vectors, sources, items)
-        print(f"  quality torch-fp32   hit@1 {reference['hit@1']:.3f}  hit@5 {reference['hit@5']:.3f}  "
-              f"MRR {reference['mrr']:.3f}  (stored vectors)", flush=True)
-        for name in [q for q in args.quality.split(",") if q]:
+        reference = figures(embedders["onnx-fp32"].embed(questions), stored, sources, items)
+        print(f"  quality {stamp} (stored)  hit@1 {reference['hit@1']:.3f}  hit@5 {reference['hit@5']:.3f}  "
+              f"MRR {reference['mrr']:.3f}  (stored chunk vectors, questions by onnx-fp32)", flush=True)
+        for name in [q for q in args.quality.split(",") if q] + [n for n in embedders if n.startswith("int8 ")]:
             start = time.perf_counter()
             vectors = embedders[name].embed(texts)
             seconds = time.perf_counter() - start
-            cosine = np.einsum("ij,ij->i", vectors, torch_vectors)
+            cosine = np.einsum("ij,ij->i", vectors, stored)
             result = figures(embedders[name].embed(questions), vectors, sources, items)
             flips = sum((a is None) != (b is None) for a, b in zip(result["ranks"], reference["ranks"]))
             print(f"  quality {name:<11}  hit@1 {result['hit@1']:.3f}  hit@5 {result['hit@5']:.3f}  "
-                  f"MRR {result['mrr']:.3f}  top-5 flips {flips}  chunk cosine to torch median "
+                  f"MRR {result['mrr']:.3f}  top-5 flips {flips}  chunk cosine to stored median "
                   f"{np.median(cosine):.4f} min {cosine.min():.4f}  (all chunks in {seconds:.0f} s)", flush=True)
     return 0
 

@@ -25,7 +25,9 @@ log = logging.getLogger(__name__)
 FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
 TOKENIZER = "tokenizer.json"
 CONFIG = "encoder.json"
-EXPORT_VERSION = 1  # bump when the export changes, so stale folders are not reused
+EXPORT_VERSION = 2  # bump when the export changes, so stale folders are not reused (2: fused, int8 ops chosen)
+# Operators whose weights the int8 file quantizes (bench/embedding_backends.py --int8-variants).
+QUANTIZED_OPS = ["MatMul", "Attention"]
 
 
 class UnsupportedModel(ValueError):
@@ -72,26 +74,74 @@ def export(model_path: str, out: Path) -> None:
 
 def _export(model_path: str, out: Path) -> None:
     import torch
-    from onnxruntime.quantization import QuantType, quantize_dynamic
     from sentence_transformers import SentenceTransformer
 
-    model = SentenceTransformer(model_path, device="cpu")
+    # Eager attention traces to the MatMul/Softmax pattern ONNX Runtime's optimizer fuses.
+    model = SentenceTransformer(model_path, device="cpu", model_kwargs={"attn_implementation": "eager"})
     transformer, pooling = _stack(model)
     wrapped = _Pooled(transformer.auto_model, pooling).eval()
     names = ["input_ids", "attention_mask", "token_type_ids"]
     example = {name: torch.ones((2, 8), dtype=torch.int64) for name in names}
     dynamic = {name: {0: "batch", 1: "tokens"} for name in names}
+    traced = out / "traced.onnx"
     with torch.no_grad():
         torch.onnx.export(wrapped, (example["input_ids"], example["attention_mask"], example["token_type_ids"]),
-                          str(out / FILES["fp32"]), input_names=names, output_names=["embedding"],
+                          str(traced), input_names=names, output_names=["embedding"],
                           dynamic_axes={**dynamic, "embedding": {0: "batch"}}, opset_version=17, dynamo=False)
-    quantize_dynamic(str(out / FILES["fp32"]), str(out / FILES["int8"]), weight_type=QuantType.QInt8,
-                     per_channel=True)
+    _fuse(traced, out / FILES["fp32"], transformer.auto_model.config)  # consumes traced.onnx
+    _quantize(out / FILES["fp32"], out / FILES["int8"])
     model.tokenizer.backend_tokenizer.save(str(out / TOKENIZER))
     config = {"max_length": int(model.max_seq_length), "pooling": pooling, "dim": int(model.get_embedding_dimension()
               if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension()),
               "pad_id": int(model.tokenizer.pad_token_id or 0), "source": str(model_path)}
     (out / CONFIG).write_text(json.dumps(config, indent=1))
+
+
+def _fuse(traced: Path, target: Path, config) -> None:
+    """``target``: ``traced`` with each layer's attention, GELU and layer norms fused into single
+    ONNX Runtime operators (onnxruntime.transformers' BERT optimizer), kept only when every layer
+    fused and the outputs match the traced graph's; otherwise the traced graph itself."""
+    try:
+        complete = _fused_matches(traced, target, config)
+    except Exception as exc:  # an architecture the optimizer does not know: the traced graph is correct
+        log.info("ONNX fusion skipped (%s: %s)", type(exc).__name__, exc)
+        complete = False
+    if complete:
+        traced.unlink()
+    else:
+        target.unlink(missing_ok=True)
+        traced.replace(target)
+
+
+def _fused_matches(traced: Path, target: Path, config) -> bool:
+    import onnxruntime as ort
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    fused = optimize_model(str(traced), model_type="bert", num_heads=int(config.num_attention_heads),
+                           hidden_size=int(config.hidden_size), opt_level=1)
+    if fused.get_fused_operator_statistics().get("Attention", 0) != int(config.num_hidden_layers):
+        return False
+    fused.save_model_to_file(str(target))
+    rng = np.random.default_rng(0)
+    lengths = np.array([[24], [9], [3]])
+    feed = {"input_ids": rng.integers(1000, 2000, size=(3, 24)), "token_type_ids": np.zeros((3, 24), np.int64),
+            "attention_mask": (np.arange(24) < lengths).astype(np.int64)}
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    a, b = (ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"]).run(None, feed)[0]
+            for path in (traced, target))
+    cosine = np.sum(a * b, 1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    return bool(np.all(cosine > 0.99999))
+
+
+def _quantize(fp32: Path, target: Path) -> None:
+    """Dynamic int8 weights (per output channel) for the matrix products; the token embeddings
+    and layer norms stay fp32 (bench/embedding_backends.py measures what each choice costs)."""
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True,
+                     op_types_to_quantize=QUANTIZED_OPS, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
 def _stack(model) -> tuple:
@@ -131,10 +181,11 @@ def _Pooled(encoder, pooling):  # noqa: N802 - builds the torch module without i
 class OnnxEncoder:
     """``encode(texts) -> float32 (n, dim)`` rows L2-normalised, from an exported folder."""
 
-    def __init__(self, folder: Path, precision: str = "int8", batch_size: int = 32):
+    def __init__(self, folder: Path, precision: str = "int8", batch_size: int = 32, model_file: Path | None = None):
         from tokenizers import Tokenizer
 
         self.folder, self.precision, self.batch_size = folder, precision, batch_size
+        self.model_file = model_file or folder / FILES[precision]  # another file: a benchmark's variant
         self.config = json.loads((folder / CONFIG).read_text())
         self.dim = int(self.config["dim"])
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
@@ -151,8 +202,8 @@ class OnnxEncoder:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
             options.log_severity_level = 3
-            self._sessions[threads] = ort.InferenceSession(
-                str(self.folder / FILES[self.precision]), options, providers=["CPUExecutionProvider"])
+            self._sessions[threads] = ort.InferenceSession(str(self.model_file), options,
+                                                           providers=["CPUExecutionProvider"])
         return self._sessions[threads]
 
     def encode(self, texts: list[str]) -> np.ndarray:

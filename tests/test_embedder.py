@@ -50,9 +50,16 @@ def test_onnx_vectors_match_torch_in_order_and_are_unit_length(runtimes):
 
 
 def test_the_export_is_made_once_and_reused(runtimes, model_cache_dir):
+    from app.backends.huggingface import embedding_model_path
+    from ingest.onnx_encoder import export_dir
+
     runtimes["int8"].prepare()
-    folders = [p for p in model_cache_dir.iterdir() if "-onnx-" in p.name and p.is_dir()]
-    assert len(folders) == 1 and {"model.onnx", "model-int8.onnx", "tokenizer.json"} <= {p.name for p in folders[0].iterdir()}
+    folders = [export_dir(model_cache_dir, embedding_model_path(runtimes["int8"].settings.embedding_model_name))]
+    assert {"model.onnx", "model-int8.onnx", "tokenizer.json"} <= {p.name for p in folders[0].iterdir()}
+    import onnx
+
+    graph = onnx.load(str(folders[0] / "model.onnx"), load_external_data=False).graph
+    assert sum(node.op_type == "Attention" for node in graph.node) == 6  # each layer fused: the fast graph
     before = folders[0].stat().st_mtime_ns
     Embedding(load_settings(env_file=None, model_cache_dir=model_cache_dir, embedding_precision="fp32")).prepare()
     assert folders[0].stat().st_mtime_ns == before and not list(model_cache_dir.glob(".*-onnx-*"))

@@ -12,6 +12,7 @@ import os
 import numpy as np
 import pytest
 
+from app.errors import StoreError
 from vectorstore import Store, layout, segments
 from vectorstore.records import FileRecord, NewChunk
 from vectorstore.writer import IndexWriter
@@ -160,3 +161,74 @@ def test_keyword_ranking_after_an_edit_equals_a_fresh_index(settings, tmp_path):
     query = "table index varroa"
     assert [h.text for h in synced.keyword_search(query, 3)] == [h.text for h in rebuilt.keyword_search(query, 3)]
     assert synced.keyword_search(query, 1)[0].text == "varroa mites in the hive table"
+
+
+def as_a_new_process() -> None:
+    """Forget what this process loaded and hashed, as a new `docchat` process starts."""
+    segments.forget_except(set())
+    segments._verified.clear()
+
+
+def test_a_new_process_opens_vouched_segments_lazily_and_finds_the_same(settings, monkeypatch):
+    monkeypatch.setattr(segments, "MMAP_FROM_BYTES", 0)  # the big-index path: memory-mapped on first use
+    monkeypatch.setattr(segments, "APPROXIMATE_FROM", 90)  # and the first segment IVF
+    files = commit(settings, **{f"f{i}.md": unit(20) for i in range(5)})
+    commit(settings, **{"g.md": unit(3)})
+    queries = unit(10)
+
+    def answers(store):
+        return [[(h.source, h.text, round(h.score, 5)) for h in store.search(q, 5)] for q in queries]
+
+    as_a_new_process()
+    lazy = Store.open(settings, check_model=False)
+    assert len(lazy) == 103 and not any(part.loaded for part in lazy._segments)  # nothing read yet
+    assert {d.source: d.chunks for d in lazy.documents()}["f3.md"] == 20  # catalog and rows work unloaded
+    lazy_answers = answers(lazy)
+    assert all(part.loaded for part in lazy._segments)
+    import faiss
+
+    assert isinstance(faiss.downcast_index(lazy._segments[0].index.index), faiss.IndexIVF)
+
+    (settings.index_path / layout.VOUCHED).unlink()  # no record: every file hashed and loaded, as before
+    as_a_new_process()
+    eager = Store.open(settings, check_model=False)
+    assert all(part.loaded for part in eager._segments) and answers(eager) == lazy_answers
+    assert lazy.search(files["f2.md"][4], 1)[0].text == "plain chunk 4 of f2.md"
+
+
+def test_a_one_file_commit_from_a_new_process_reads_no_other_segment(settings):
+    commit(settings, **{f"f{i}.md": unit(20) for i in range(5)})
+    as_a_new_process()
+    with IndexWriter(settings) as writer:
+        writer.delete_file("root", "f1.md")
+        put(writer, "new.md", unit(4))
+        writer.commit("test-model")
+    big = next(part for part in segments._loaded.values() if len(part) == 100)
+    assert not big.loaded  # its deleted rows were counted through SQLite, its vectors never read
+    as_a_new_process()
+    store = Store.open(settings, check_model=False)
+    assert sorted(d.source for d in store.documents()) == ["f0.md", "f2.md", "f3.md", "f4.md", "new.md"]
+    assert len(store) == 84 and all(h.source != "f1.md" for h in store.search(unit(1)[0], 84))
+
+
+def test_a_vouched_file_changed_in_place_is_still_refused(settings):
+    commit(settings, **{"a.md": unit(8)})
+    path = next(layout.current_generation(settings.index_path).glob("seg-*.faiss"))
+    before = path.stat()
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0xFF
+    path.write_bytes(bytes(data))
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # same size and mtime: only ctime moved
+    as_a_new_process()
+    with pytest.raises(StoreError, match="checksum"):
+        Store.open(settings, check_model=False)
+
+
+def test_a_lazily_opened_generation_stays_searchable_after_its_folder_is_removed(settings):
+    vectors = commit(settings, **{"a.md": unit(6)})["a.md"]
+    as_a_new_process()
+    store = Store.open(settings, check_model=False)
+    for _ in range(2):  # two newer generations: the writer removes the folder this store opened
+        commit(settings, **{"b.md": unit(2)})
+    assert not store.path.exists()
+    assert store.search(vectors[5], 1)[0].text == "plain chunk 5 of a.md"

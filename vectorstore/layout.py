@@ -4,6 +4,9 @@
     index_dir/NEWEST             signed number of the newest generation ever published: only
                                  moves forward, so an older signed generation put back is refused
     index_dir/.lock              held by the one writer, only while it publishes
+    index_dir/VOUCHED            signed record of the live generation's files as the writer left
+                                 them (inode, size, mtime, ctime): a file still so is not hashed
+                                 again on open (a cache; missing or stale means "hash it")
     index_dir/gen-000007/        store.sqlite (catalog), manifest.json, and hard links to the
                                  immutable segments it uses: seg-*.faiss + seg-*.sqlite (segments.py)
     data_dir/.index_key          per-install HMAC key (0600): only files this app wrote are loaded
@@ -33,6 +36,7 @@ DATABASE = "store.sqlite"
 MANIFEST = "manifest.json"
 CURRENT = "CURRENT"
 NEWEST = "NEWEST"
+VOUCHED = "VOUCHED"
 LOCK = ".lock"
 GEN_PREFIX = "gen-"
 KEY_FILE = ".index_key"
@@ -171,8 +175,9 @@ def _signature(body: dict, key: bytes) -> str:
     return hmac.new(key, payload, hashlib.sha256).hexdigest()
 
 
-def write_manifest(gen_dir: Path, body: dict, key: bytes, known: dict[str, str] | None = None) -> None:
-    """Record each data file's sha256 (the catalog and ``body["segments"]``) and sign the whole.
+def write_manifest(gen_dir: Path, body: dict, key: bytes, known: dict[str, str] | None = None) -> dict[str, str]:
+    """Record each data file's sha256 (the catalog and ``body["segments"]``) and sign the whole;
+    returns the checksums by file name.
 
     ``known`` gives the checksums of files linked unchanged from the previous generation: they
     are not read again.
@@ -184,10 +189,14 @@ def write_manifest(gen_dir: Path, body: dict, key: bytes, known: dict[str, str] 
     body = {**body, "files": {name: known.get(name) or file_sha256(gen_dir / name) for name in names}}
     signed = {"body": body, "hmac": _signature(body, key)}
     write_durably(gen_dir / MANIFEST, json.dumps(signed, indent=1).encode())
+    return body["files"]
 
 
-def read_verified_manifest(gen_dir: Path, key: bytes) -> dict:
-    """The manifest body, after checking its signature, its shape and every file's checksum."""
+def read_verified_manifest(gen_dir: Path, key: bytes, vouched: set[str] | None = None) -> dict:
+    """The manifest body, after checking its signature, its shape and every file's checksum.
+
+    A file the writer vouched for (``VOUCHED``) and unchanged since is not hashed again; its name
+    is added to ``vouched`` so the caller can also skip reading it until it is needed."""
     path = gen_dir / MANIFEST
     try:
         signed = json.loads(_read_or_damaged(path, MAX_MANIFEST_BYTES))
@@ -209,11 +218,69 @@ def read_verified_manifest(gen_dir: Path, key: bytes) -> dict:
         raise damaged(path, "is signed but not a manifest this version understands")
     from vectorstore.segments import verify_file
 
+    trusted = read_vouched(gen_dir.parent, key)
     for name, expected in body["files"].items():
         file = gen_dir / name
+        if still_vouched(trusted.get(name), file, expected):
+            if vouched is not None:
+                vouched.add(name)
+            continue
         if not verify_file(file, expected):  # a file this process already checked is not read again
             raise damaged(file, "does not match its checksum (changed or damaged since docchat wrote it)")
     return body
+
+
+# -- files vouched for: checked once, not hashed again while they stay as the writer left them --
+def _stat_identity(path: Path) -> list[int]:
+    st = os.stat(path, follow_symlinks=False)
+    if not stat.S_ISREG(st.st_mode):
+        raise NotRegularFile(errno.EINVAL, f"is {_kind(st.st_mode)}, not a file", str(path))
+    # ctime: any write to the file moves it, and no user call can set it back (unlike mtime)
+    return [st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns]
+
+
+def _vouch_signature(files: dict, key: bytes) -> str:
+    payload = json.dumps(files, sort_keys=True, separators=(",", ":")).encode()
+    return hmac.new(key, b"vouched:" + payload, hashlib.sha256).hexdigest()
+
+
+def read_vouched(index_dir: Path, key: bytes) -> dict[str, list]:
+    """File name -> [sha256, dev, inode, size, mtime_ns, ctime_ns] that the writer vouched for;
+    empty when the record is missing, unreadable or not signed by this install (then every file is
+    hashed, as before the record existed)."""
+    try:
+        record = json.loads(read_bounded(index_dir / VOUCHED, MAX_MANIFEST_BYTES))
+        files, signature = record["files"], record["hmac"]
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return {}
+    if not isinstance(files, dict) or not isinstance(signature, str) or \
+            not hmac.compare_digest(signature, _vouch_signature(files, key)):
+        return {}
+    return files
+
+
+def still_vouched(entry, path: Path, expected: str) -> bool:
+    """Whether ``path`` is the very file vouched for with checksum ``expected``, unchanged since."""
+    if not isinstance(entry, list) or len(entry) != 6 or entry[0] != expected:
+        return False
+    try:
+        return _stat_identity(path) == entry[1:]
+    except OSError:
+        return False
+
+
+def vouch(gen_dir: Path, files: dict[str, str], key: bytes) -> None:
+    """Record the live generation's files (name -> sha256, all checked or written by this writer)
+    as they are now. Called after the last link or unlink that touches them (a link moves a
+    file's ctime). Not fsynced: a lost or torn record only means the next open hashes again."""
+    try:
+        entries = {name: [sha, *_stat_identity(gen_dir / name)] for name, sha in files.items()}
+        record = {"generation": gen_dir.name, "files": entries, "hmac": _vouch_signature(entries, key)}
+        temporary = gen_dir.parent / (VOUCHED + ".tmp")
+        temporary.write_bytes(json.dumps(record).encode())
+        replace_file(temporary, gen_dir.parent / VOUCHED)
+    except OSError:
+        pass  # a read-only or full disk: opens hash every file, as they did before the record
 
 
 def _older_layout(body: dict) -> bool:
@@ -230,6 +297,9 @@ def _well_formed(body: dict) -> bool:
                                               for n in names):
         return False
     expected = {DATABASE, *(f for name in names for f in files_of(name))}
+    counts = body.get("counts", {})  # vectors per segment (written since segments open lazily)
+    if not isinstance(counts, dict) or not all(n in names and type(c) is int and c >= 0 for n, c in counts.items()):
+        return False
     return (isinstance(files, dict) and set(files) == expected and all(isinstance(v, str) for v in files.values())
             and isinstance(body.get("generation"), int) and isinstance(body.get("dim"), int)
             and isinstance(body.get("model"), str))
@@ -271,10 +341,10 @@ def replace_file(source: Path, target: Path) -> None:
     os.replace(source, target)
 
 
-def verify_live(gen_dir: Path, key: bytes) -> dict:
+def verify_live(gen_dir: Path, key: bytes, vouched: set[str] | None = None) -> dict:
     """``read_verified_manifest`` plus the roll-back checks: the manifest's generation is the
     folder's, and no older than the newest one ever published in this index folder."""
-    body = read_verified_manifest(gen_dir, key)
+    body = read_verified_manifest(gen_dir, key, vouched)
     if body["generation"] != gen_number(gen_dir.name):
         raise damaged(gen_dir / MANIFEST, f"belongs to generation {body['generation']}, not {gen_dir.name}")
     newest = read_newest(gen_dir.parent, key)

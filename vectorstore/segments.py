@@ -17,7 +17,6 @@ from __future__ import annotations
 import os
 import sqlite3
 import threading
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -52,22 +51,79 @@ def is_segment_file(file_name: str) -> bool:
         stem[len(SEGMENT_PREFIX):].replace("-", "").isdigit()
 
 
-@dataclass
-class Segment:
-    """A loaded segment: its FAISS index (vectors by chunk id) and its sorted chunk ids."""
+# A segment's vectors file this large is memory-mapped rather than read: opening it costs its ids,
+# not its vectors, and searches page in only the IVF lists they probe (the OS shares the pages).
+MMAP_FROM_BYTES = 64 << 20
 
-    name: str
-    index: object
-    ids: np.ndarray  # sorted
-    checked: bool = False  # its rows were found to hold exactly these ids
+
+class Segment:
+    """A segment of a verified generation: its FAISS index (vectors by chunk id) and sorted chunk ids.
+
+    Loaded lazily: a segment vouched for by the index's signed record (``layout.read_vouched``)
+    is opened as a file handle and a count, and its FAISS file is read (or memory-mapped) on the
+    first search or vector look-up, so a process that only re-syncs a file never reads the bulk.
+    The handle keeps the verified file readable after a writer removes its generation folder.
+    """
+
+    def __init__(self, name: str, path: Path, count: int | None = None):
+        self.name = name
+        self._path = path
+        self._count = count
+        self._index = None
+        self._ids: np.ndarray | None = None
+        self._handle = layout.open_regular(path)  # the verified file, even if its folder goes
+        self._load_lock = threading.Lock()
+        self.checked = False  # its rows were found to hold exactly these ids
+
+    @property
+    def index(self):
+        if self._index is None:
+            self._load()
+        return self._index
+
+    @property
+    def ids(self) -> np.ndarray:  # sorted
+        if self._ids is None:
+            self._load()
+        return self._ids
+
+    @property
+    def loaded(self) -> bool:
+        return self._index is not None
+
+    def _load(self) -> None:
+        import faiss
+
+        with self._load_lock:
+            if self._index is not None:
+                return
+            fd = self._handle.fileno()
+            path = f"/proc/self/fd/{fd}" if os.path.exists("/proc/self/fd") else f"/dev/fd/{fd}"
+            flags = 0
+            if os.fstat(fd).st_size >= MMAP_FROM_BYTES:  # IVF lists and flat codes map differently
+                flags = faiss.IO_FLAG_MMAP if b"IwFl" in os.pread(fd, 64, 0) else faiss.IO_FLAG_MMAP_IFC
+            try:
+                index = faiss.read_index(path, flags)
+            except RuntimeError as exc:
+                raise layout.damaged(self._path, f"cannot be read ({exc})") from None
+            if flags == faiss.IO_FLAG_MMAP:
+                # Mapped IVF lists would start 32 prefetch threads per query (5 ms at 100k on 2
+                # cores); the page cache serves the probed lists as fast without them.
+                lists = faiss.downcast_InvertedLists(faiss.downcast_index(index.index).invlists)
+                lists.prefetch_nthread = 0
+            ids = faiss.vector_to_array(index.id_map) if index.ntotal else np.zeros(0, dtype=np.int64)
+            self._ids = np.sort(ids)
+            self._index = index
+            self._handle.close()  # FAISS holds what it needs (the data, or its own mapping)
 
     def __len__(self) -> int:
-        return int(self.index.ntotal)
+        return self._count if self._count is not None else int(self.index.ntotal)
 
     def holds(self, chunk_ids: np.ndarray) -> np.ndarray:
-        where = np.searchsorted(self.ids, chunk_ids)
-        where[where >= len(self.ids)] = 0
-        return self.ids[where] == chunk_ids if len(self.ids) else np.zeros(len(chunk_ids), dtype=bool)
+        ids = self.ids
+        where = np.searchsorted(ids, chunk_ids)
+        where[where >= len(ids)] = 0
+        return ids[where] == chunk_ids if len(ids) else np.zeros(len(chunk_ids), dtype=bool)
 
 
 # -- loading, once per process -----------------------------------------------------------------
@@ -96,21 +152,20 @@ def verify_file(path: Path, expected: str) -> bool:
     return matches
 
 
-def load(gen_dir: Path, name: str, files: dict[str, str]) -> Segment:
+def load(gen_dir: Path, name: str, files: dict[str, str], count: int | None = None) -> Segment:
     """A segment of a verified generation (``files``: its manifest's checksums), from memory when
-    this process already has it."""
+    this process already has it. With ``count`` (a vouched segment's size) nothing is read until
+    the segment is searched; without it, the vectors are loaded now."""
     key = key_of(name, files)
     with _lock:
         found = _loaded.get(key)
     if found is not None:
         return found
-    import faiss
-
-    index = faiss.read_index(str(gen_dir / vectors_file(name)))
-    ids = np.sort(faiss.vector_to_array(index.id_map)) if index.ntotal else np.zeros(0, dtype=np.int64)
-    segment = Segment(name, index, ids)
+    segment = Segment(name, gen_dir / vectors_file(name), count)
+    if count is None:
+        segment.index  # noqa: B018 - load now: the caller checks it against its rows
     with _lock:
-        _loaded[key] = segment
+        segment = _loaded.setdefault(key, segment)
     return segment
 
 

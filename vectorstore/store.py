@@ -175,22 +175,30 @@ class Store:
     def _open_generation(cls, gen_dir: Path, key: bytes) -> "Store":
         if not gen_dir.is_dir():
             raise layout.damaged(gen_dir, "(the live generation named by CURRENT) is missing")
-        manifest = layout.verify_live(gen_dir, key)
-        names, files = manifest["segments"], manifest["files"]
+        vouched: set[str] = set()
+        manifest = layout.verify_live(gen_dir, key, vouched)
+        names, files, counts = manifest["segments"], manifest["files"], manifest.get("counts", {})
         try:
             db = connect_readonly(gen_dir / layout.DATABASE)
             db.setlimit(sqlite3.SQLITE_LIMIT_ATTACHED, segments.MAX_SEGMENTS + 2)
             attach_segments(db, gen_dir, names)
             parts = []
             for n, name in enumerate(names):
-                part = segments.load(gen_dir, name, files)
-                if not part.checked:
+                # Vouched for (files unchanged since the writer checked them): opened lazily, not
+                # read until searched. Otherwise loaded and checked against its rows now.
+                lazy = set(segments.files_of(name)) <= vouched and name in counts
+                part = segments.load(gen_dir, name, files, counts[name] if lazy else None)
+                if not lazy and not part.checked:
                     check_consistent(part, db, n, gen_dir)
                     part.checked = True
                 parts.append(part)
             deleted = np.fromiter((r[0] for r in db.execute("SELECT id FROM main.deleted ORDER BY id")), np.int64)
         except (RuntimeError, sqlite3.DatabaseError) as exc:
             raise layout.damaged(gen_dir, f"cannot be read ({exc})") from None
+        except layout.NotRegularFile as exc:
+            raise layout.damaged(Path(exc.filename), exc.strerror) from None
+        except OSError as exc:
+            raise layout.damaged(gen_dir, f"cannot be read ({exc.strerror or exc})") from None
         keep = {segments.key_of(p.name, files) for p in parts}
         segments.forget_except(keep)
         for key in [k for k in list(_TERM_COUNTS) if k not in keep]:
@@ -335,6 +343,24 @@ class Store:
                 [match, *params, *extra],
             ).fetchall()
         return rows
+
+    def ids_held(self, chunk_ids: np.ndarray) -> dict[str, np.ndarray]:
+        """Which of these chunk ids each segment holds, by segment name. A segment not loaded yet
+        is asked through its rows (a primary-key look-up per id), so it stays unread."""
+        found = {}
+        probe = False
+        for n, part in enumerate(self._segments):
+            if part.loaded or not len(chunk_ids):
+                found[part.name] = chunk_ids[part.holds(chunk_ids)] if len(chunk_ids) else chunk_ids
+                continue
+            if not probe:
+                self._db.execute("CREATE TEMP TABLE IF NOT EXISTS probe (id INTEGER PRIMARY KEY)")
+                self._db.execute("DELETE FROM temp.probe")
+                self._db.executemany("INSERT INTO temp.probe (id) VALUES (?)", ((int(i),) for i in chunk_ids))
+                probe = True
+            rows = self._db.execute(f"SELECT id FROM s{n}.chunks WHERE id IN (SELECT id FROM temp.probe) ORDER BY id")
+            found[part.name] = np.fromiter((r[0] for r in rows), np.int64)
+        return found
 
     def vectors(self, chunk_ids) -> np.ndarray:
         """The stored (normalised) vectors of these chunks, one row each, for MMR."""

@@ -92,7 +92,9 @@ class IndexWriter:
         try:
             checkpoint("locked")
             self._open_base()
-            self._remove_stale_generations()  # left by a crashed or killed write
+            if self._remove_stale_generations() and self._live is not None:  # left by a crashed or killed write
+                # unlinking moved the shared segments' ctimes: vouch again for the base just verified
+                layout.vouch(self._base, self._base_manifest["files"], layout.index_key(self.settings.data_path))
         except BaseException:
             self._lock.release()
             raise
@@ -309,7 +311,7 @@ class IndexWriter:
             return None
         dim = self._dim or (self._live.dim if self._live is not None else int(self._base_manifest.get("dim", 1)))
         generation = layout.gen_number(self._work.name)
-        names, written = self._write_segments(dim)
+        names, written, counts = self._write_segments(dim)
         for key, value in (("model", model_name), ("dim", str(dim)), ("updated", now_iso())):
             self._db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", [key, value])
         self._db.commit()
@@ -317,29 +319,33 @@ class IndexWriter:
         self._db = None
         checkpoint("vectors-written")
         body = {"model": model_name, "embedding": embedding or self.settings.embedding_stamp, "dim": dim,
-                "generation": generation, "created": now_iso(), "segments": names}
+                "generation": generation, "created": now_iso(), "segments": names, "counts": counts}
         linked = {f: self._base_manifest["files"][f] for name in names if name not in written
                   for f in segments.files_of(name)}
-        layout.write_manifest(self._work, body, layout.index_key(self.settings.data_path), linked)
+        secret = layout.index_key(self.settings.data_path)
+        files = layout.write_manifest(self._work, body, secret, linked)
         for name in [layout.DATABASE, *(f for name in written for f in segments.files_of(name))]:
             layout.fsync_path(self._work / name)
         layout.fsync_path(self._work)
         checkpoint("manifest-written")
         self._switch_to(self._work.name)
-        self._work = None
+        work, self._work = self._work, None  # live now: never removed as an unfinished copy
         checkpoint("switched")
-        layout.write_newest(self.index_dir, generation, layout.index_key(self.settings.data_path))
+        layout.write_newest(self.index_dir, generation, secret)
         self._remove_stale_generations()
+        layout.vouch(work, files, secret)  # after the last link/unlink: the next open need not hash them
         return generation
 
-    def _write_segments(self, dim: int) -> tuple[list[str], set[str]]:
+    def _write_segments(self, dim: int) -> tuple[list[str], set[str], dict[str, int]]:
         """This write's segment, links to the live ones still used, merges; returns the
-        generation's segment names and those written now (the rest are links)."""
+        generation's segment names, those written now (the rest are links) and their sizes."""
         names = [] if self.full or self._live is None else list(self._base_manifest["segments"])
         for name in names:
             for file in segments.files_of(name):
                 segments.link(self._base / file, self._work / file)
         new_ids = np.array(sorted(self._new_vectors), dtype=np.int64)
+        counts = {part.name: len(part) for part in (self._live._segments if self._live is not None else [])}
+        counts[self._segment] = len(new_ids)
         written = set()
         if len(new_ids):
             vectors = np.array([self._new_vectors[i] for i in new_ids], dtype=np.float32).reshape(len(new_ids), dim)
@@ -353,23 +359,25 @@ class IndexWriter:
         if self._dropped:
             self._db.executemany("INSERT OR IGNORE INTO deleted (id) VALUES (?)", [(i,) for i in sorted(self._dropped)])
         checkpoint("segment-written")
-        merged = self._merge(names, dim, new_ids)
+        merged = self._merge(names, dim, new_ids, counts)
         if merged:
             checkpoint("merged")
             target, chosen = merged
             names = [n for n in names if n not in chosen] + ([target] if target else [])
             written = (written - chosen) | ({target} if target else set())
-        return names, written
+        return names, written, {name: counts[name] for name in names}
 
-    def _merge(self, names: list[str], dim: int, new_ids: np.ndarray) -> tuple[str | None, set[str]] | None:
+    def _merge(self, names: list[str], dim: int, new_ids: np.ndarray,
+               counts: dict[str, int]) -> tuple[str | None, set[str]] | None:
         """Merge segments when there are more than ``MAX_SEGMENTS`` (the smallest, down to half
         that many) or when more than half of one is deleted; only live rows are kept. Returns
-        the merged segment's name (None when no row was left) and the segments it replaces."""
-        ids = {part.name: part.ids for part in (self._live._segments if self._live is not None else [])}
-        ids[self._segment] = new_ids
+        the merged segment's name (None when no row was left) and the segments it replaces
+        (``counts`` gains the merged one's size). Segments not merged are not read."""
         deleted = np.fromiter((r[0] for r in self._db.execute("SELECT id FROM deleted")), np.int64)
-        live = {name: len(ids[name]) - int(np.isin(ids[name], deleted).sum()) for name in names}
-        chosen = {name for name in names if live[name] < len(ids[name]) / 2}
+        held = self._live.ids_held(deleted) if self._live is not None else {}
+        held[self._segment] = new_ids[np.isin(new_ids, deleted)]
+        live = {name: counts[name] - len(held[name]) for name in names}
+        chosen = {name for name in names if live[name] < counts[name] / 2}
         if len(names) > segments.MAX_SEGMENTS:
             for name in sorted(names, key=live.get):
                 if len(names) - len(chosen) + 1 <= segments.MAX_SEGMENTS // 2:
@@ -404,8 +412,10 @@ class IndexWriter:
         for name in chosen:
             for file in segments.files_of(name):
                 (self._work / file).unlink()
-        remaining = np.concatenate([ids[n] for n in names if n not in chosen] + [kept])
-        gone = deleted[~np.isin(deleted, remaining)]
+        if target:
+            counts[target] = len(kept)
+        still_held = np.concatenate([held[n] for n in names if n not in chosen] + [np.zeros(0, np.int64)])
+        gone = deleted[~np.isin(deleted, still_held)]  # the merge dropped these rows: no need to list them
         self._db.executemany("DELETE FROM deleted WHERE id = ?", [(int(i),) for i in gone])
         return target, chosen
 
@@ -415,8 +425,9 @@ class IndexWriter:
         layout.replace_file(pointer, self.index_dir / layout.CURRENT)
         layout.fsync_path(self.index_dir)
 
-    def _remove_stale_generations(self) -> None:
-        """Remove every generation but the live one, the one published before it, and our work.
+    def _remove_stale_generations(self) -> int:
+        """Remove every generation but the live one, the one published before it, and our work;
+        returns how many were removed.
 
         Unfinished folders of killed writes are numbered above the live one; published ones below.
         """
@@ -432,6 +443,7 @@ class IndexWriter:
             keep.add(max(older, key=generations.get, default=None))
         else:
             keep.add(max(generations, key=generations.get, default=None))
-        for path in generations:
-            if path not in keep:
-                shutil.rmtree(path, ignore_errors=True)
+        stale = [path for path in generations if path not in keep]
+        for path in stale:
+            shutil.rmtree(path, ignore_errors=True)
+        return len(stale)

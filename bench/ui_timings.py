@@ -90,10 +90,13 @@ def main() -> None:
                 to_first, to_end = ask(page, question)
                 first.append(to_first)
                 whole.append(to_end)
+                page.mouse.move(700, 60)  # no hover marks in the screenshots
                 if args.shots and question == README_QUESTION:
                     page.screenshot(path=str(args.shots / "screenshot.png"), animations="disabled")
                 shown, is_pdf = open_first_source(page)
                 (pdf_opened if is_pdf else opened).append(shown)
+                print(f"{question}: first words {to_first:.1f} s, whole answer {to_end:.1f} s, "
+                      f"source {'(PDF page) ' if is_pdf else ''}shown {shown:.1f} s", flush=True)
                 if args.shots and question == README_QUESTION:
                     page.screenshot(path=str(args.shots / "screenshot-source.png"), animations="disabled")
                 page.keyboard.press("Escape")

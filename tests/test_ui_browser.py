@@ -11,6 +11,7 @@ are the ones the README quotes (time to first words and to the end, source click
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, openai_server, wait_for_http  # noqa: F401 (a fixture)
+from tests.servers import converted_model_dir, free_port, openai_server, wait_for_http  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -165,13 +166,14 @@ def test_empty_state_then_documents_added_through_the_page(page, server, workdir
     send = page.locator('[data-testid="stChatInputSubmitButton"]')
     expect(send).to_be_enabled(timeout=60_000)
     send.click()
-    # One row per file while it is indexed (or, on a quick machine, already the end report).
-    rows = page.locator('[data-testid="stProgress"]').nth(2)
-    rows.or_(page.get_by_text("Index updated: 3 added")).first.wait_for(timeout=180_000)
+    # One row per file while it is indexed: shown once a file is past "queued" (or, on a quick
+    # machine, the end report is there already).
+    moving = page.locator('[data-testid="stProgress"]').filter(has_text=re.compile(r" · (parsing|parsed|embedding|writing)"))
+    moving.or_(page.get_by_text("Index updated: 3 added")).first.wait_for(timeout=180_000)
     shot(page, workdir, "upload-progress")
     page.get_by_text("Index updated: 3 added").wait_for(timeout=180_000)
     for name in [*DOCS, "boiler.pdf"]:  # how each file ended, on its own line
-        page.get_by_text(f"{name} · indexed, ").wait_for()
+        page.get_by_text(f"{name} · indexed, ").first.wait_for()  # (twice while the rerun replaces the rows)
     shot(page, workdir, "uploaded")
     page.get_by_text("What would you like to know?").wait_for()
     page.get_by_text("3 documents indexed").wait_for()
@@ -295,5 +297,7 @@ def test_dark_theme_from_the_menu(page, server, workdir):
     page.locator('[data-testid="stMainMenu"]').click()
     page.get_by_test_id("stMainMenuItem-theme-Dark").click()  # System, Light, Dark
     page.wait_for_function("getComputedStyle(document.querySelector('.stApp')).backgroundColor !== 'rgb(255, 255, 255)'")
+    page.keyboard.press("Escape")  # the menu closes
+    page.get_by_test_id("stMainMenuItem-theme-Dark").wait_for(state="hidden")
     assert open_thread_contrast(page) >= 4.5  # the open thread's title and time, in the dark theme too
     shot(page, workdir, "dark")

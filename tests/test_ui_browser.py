@@ -250,6 +250,21 @@ def test_library_lists_every_document_and_opens_one(page, server, workdir):
     dialog.wait_for(state="hidden")  # the page reruns as the dialog closes: click after that
     page.get_by_role("button", name="Re-index").click()  # read again, passages replaced
     page.get_by_text("boiler.pdf: re-indexed").wait_for(timeout=120_000)
+    # The Library's own uploader: a file it can read and one it cannot, each on its own line.
+    (workdir / "notes.md").write_text("# Notes\n\nThe gate code is 4711.\n")
+    (workdir / "tool.exe").write_bytes(b"MZ")
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        [str(workdir / "notes.md"), str(workdir / "tool.exe")])  # fmt: skip
+    page.locator('[data-testid="stFileChip"]', has_text="tool.exe").wait_for()
+    add = page.get_by_role("button", name="Add and index")
+    from playwright.sync_api import expect
+
+    expect(add).to_be_enabled(timeout=60_000)  # Streamlit holds a form's submit while its files upload
+    add.click()
+    page.get_by_text("notes.md · indexed, 1 passage").first.wait_for(timeout=120_000)
+    page.get_by_text("tool.exe · not added: docchat cannot read .exe files").first.wait_for()
+    page.get_by_text("4 documents indexed").wait_for()
+    shot(page, workdir, "library-uploaded")
 
 
 def test_switch_the_chat_model_to_an_openai_compatible_server(page, server, workdir, openai_server):

@@ -54,8 +54,12 @@ def open_first_source(page) -> tuple[float, bool]:
     page.get_by_test_id("stMainBlockContainer").get_by_role("button", name="Open").first.click()
     dialog = page.get_by_role("dialog")
     dialog.get_by_text("Download the file").wait_for(timeout=60_000)
-    shown = time.monotonic() - started
-    return shown, dialog.locator("[data-testid=stImage] img").count() > 0
+    is_pdf = dialog.locator("[data-testid=stImage]").count() > 0
+    if is_pdf:  # the rendered page has arrived and is drawn, not just its frame
+        dialog.locator("[data-testid=stImage] img").wait_for(timeout=60_000)
+        page.wait_for_function("[...document.querySelectorAll('[role=dialog] [data-testid=stImage] img')]"
+                               ".every(i => i.complete && i.naturalWidth > 0)", timeout=60_000)  # fmt: skip
+    return time.monotonic() - started, is_pdf
 
 
 def main() -> None:

@@ -1,7 +1,8 @@
 """`docchat doctor`: one screen that says whether this configuration can work, and the fix if not.
 
 Versions; the device the embedder and the LLM run on; the LLM backend and model and whether
-they answer; the embedding model and its dimension; the index and its size; the data folder.
+they answer; the embedding model and its dimension; the index and its size; the data folder;
+Tesseract for OCR (its version and languages).
 Exit status 1 when something the app needs is broken (a missing index is only a warning:
 `docchat ingest` creates it).
 """
@@ -41,11 +42,12 @@ def run(settings, args) -> int:
         *embedding_lines(settings),
         *index_lines(settings),
         data_folder_line(settings),
+        ocr_line(settings),
     ]))
     ok = not any(line.status == "fail" for line in lines)
     if args.json:
         print(json.dumps({"ok": ok, "versions": versions(), "embedding": embedding_info(settings),
-                          "checks": [asdict(x) for x in lines]}, indent=2))
+                          "ocr": ocr_info(settings), "checks": [asdict(x) for x in lines]}, indent=2))
     else:
         print(render(lines, ok))
     return 0 if ok else 1
@@ -185,3 +187,41 @@ def data_folder_line(settings) -> Line:
                     "Set DOCCHAT_DATA_DIR to a folder you can write to.")
     state = "" if path.exists() else " (created on first use)"
     return Line("Data folder", "ok", f"{path}{state}; documents folder {settings.docs_path}")
+
+
+def ocr_info(settings) -> dict:
+    """Tesseract as OCR will find it, for --json: version (None when absent), languages
+    installed, those DOCCHAT_OCR_LANGUAGES asks for, and those missing."""
+    from ingest import ocr
+
+    wanted = settings.ocr_languages.split("+")
+    try:
+        found = ocr.tesseract()
+    except Exception as exc:  # installed but broken
+        return {"enabled": settings.ocr, "tesseract": None, "error": f"{type(exc).__name__}: {exc}",
+                "languages": [], "wanted": wanted, "missing": wanted}
+    version, installed = found if found else (None, [])
+    return {"enabled": settings.ocr, "tesseract": version, "languages": installed, "wanted": wanted,
+            "missing": ocr.absent_languages(settings.ocr_languages, installed) if found else wanted}
+
+
+def ocr_line(settings) -> Line:
+    """OCR is optional: without Tesseract (or a language) scanned pages are reported, not read.
+    So a gap is a warning with the install line, never a failure."""
+    from ingest import ocr
+
+    info = ocr_info(settings)
+    if not settings.ocr:
+        return Line("OCR", "info", "off (DOCCHAT_OCR=false): scanned pages and images are reported, not read")
+    if info.get("error"):
+        return Line("OCR", "warn", f"tesseract is installed but does not run ({info['error']})",
+                    f"reinstall it: {ocr.INSTALL_HINT}")
+    if info["tesseract"] is None:
+        return Line("OCR", "warn", "tesseract not found: scanned PDF pages and images are reported as needing OCR",
+                    ocr.INSTALL_HINT)
+    detail = (f"tesseract {info['tesseract']}, languages installed: {', '.join(info['languages']) or 'none'}; "
+              f"DOCCHAT_OCR_LANGUAGES={settings.ocr_languages}")
+    if info["missing"]:
+        return Line("OCR", "warn", f"{detail}: {'+'.join(info['missing'])} not installed",
+                    ocr.language_hint(info["missing"]))
+    return Line("OCR", "ok", detail)

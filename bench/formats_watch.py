@@ -11,6 +11,8 @@ package). Measured in one run, the embedding model loaded once beforehand:
   2. per format, one file: parse in the worker (s) and a full sync into a fresh index (s, chunks)
   3. watch: a file saved -> its chunks searchable (the index has it), N times -> p50 / p95
   4. an idle watch: the process's CPU over S seconds -> % of one core
+  5. (--real FILE...) real files, each as 2.; a PDF also attached to a mail (the attachment
+     path) and its table pass alone (pdfplumber on the pages pypdfium2 picks) against pypdf's text
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import email.message
 import os
 import re
+import shutil
 import statistics
 import sys
 import tempfile
@@ -158,10 +161,38 @@ def bench_formats(folder: Path, files: dict[str, Path], settings_for, embeddings
         _, parse_s = timed(lambda: parse_in_child(format_of(path), path, 600))
         alone = folder / f"alone{n}"
         alone.mkdir()
-        os.link(path, alone / path.name)
+        try:
+            os.link(path, alone / path.name)
+        except OSError:  # another file system
+            shutil.copy(path, alone / path.name)
         summary, ingest_s = timed(lambda: sync(settings_for(f"fmt{n}"), [alone], embedder=embeddings))
         print(f"{name:<20} {path.stat().st_size / 1024:>8.0f} {parse_s:>8.2f} {ingest_s:>9.2f} {summary.chunks_added:>7}"
               + (f"  FAILED: {summary.failed}" if summary.failed else ""))
+
+
+def bench_real(folder: Path, paths: list[Path], settings_for, embeddings) -> None:
+    from pypdf import PdfReader
+
+    from ingest import pdf_tables
+
+    files = {path.name[:20]: path for path in paths}
+    for path in paths:
+        if path.suffix.lower() == ".pdf":
+            message = email.message.EmailMessage()
+            message["Subject"], message["From"] = f"The {path.stem} manual", "bench@example.org"
+            message.set_content(f"Attached: {path.name}.")
+            message.add_attachment(path.read_bytes(), maintype="application", subtype="pdf", filename=path.name)
+            mail = folder / f"{path.stem}-attached.eml"
+            mail.write_bytes(message.as_bytes())
+            files[f"eml \u203a {path.name}"[:20]] = mail
+            reader = PdfReader(path)
+            _, text_s = timed(lambda: [page.extract_text() for page in reader.pages])
+            candidates, pick_s = timed(lambda: pdf_tables.candidate_pages(path))
+            tables, table_s = timed(lambda: pdf_tables.pages_with_tables(path, candidates))
+            print(f"{path.name}: pypdf text {text_s:.2f} s for {len(reader.pages)} pages; table pass "
+                  f"{pick_s + table_s:.2f} s (pypdfium2 picks {len(candidates)} pages in {pick_s:.2f} s, "
+                  f"pdfplumber {table_s:.2f} s, {len(tables)} pages with tables)")
+    bench_formats(folder, files, settings_for, embeddings)
 
 
 def bench_watch(folder: Path, pages, settings, embeddings, edits: int, idle_s: float) -> None:
@@ -225,6 +256,7 @@ def main() -> None:
     parser.add_argument("--watch-edits", type=int, default=20)
     parser.add_argument("--idle-s", type=float, default=30)
     parser.add_argument("--parts", default="ocr,formats,watch", help="which measurements, comma-separated")
+    parser.add_argument("--real", type=Path, nargs="*", default=[], help="real files to measure one by one")
     args = parser.parse_args()
 
     from app.backends import embedding_backend
@@ -243,6 +275,9 @@ def main() -> None:
         (work / "files").mkdir()
         files = make_files(work / "files", pages)
         bench_formats(work, files, lambda name: with_overrides(base, index_dir=work / name), embeddings)
+    if args.real:
+        (work / "real").mkdir()
+        bench_real(work / "real", args.real, lambda name: with_overrides(base, index_dir=work / f"real-{name}"), embeddings)
     if "watch" in parts:
         bench_watch(work, pages, with_overrides(base, index_dir=work / "watch-index"), embeddings,
                     args.watch_edits, args.idle_s)

@@ -39,18 +39,44 @@ class ParsedDocument:
     title: str
     sections: list[Section] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)  # parts skipped and why (pages not OCRed, ...)
+    attachments: list["Attachment"] = field(default_factory=list)  # a mail's files, each its own document
 
     def to_json(self) -> dict:
-        return {"title": self.title, "sections": [s.to_json() for s in self.sections], "notes": self.notes}
+        return {"title": self.title, "sections": [s.to_json() for s in self.sections], "notes": self.notes,
+                "attachments": [a.to_json() for a in self.attachments]}
 
     @classmethod
     def from_json(cls, data: dict) -> "ParsedDocument":
         return cls(str(data["title"]), [Section.from_json(s) for s in data["sections"]],
-                   [str(n) for n in data.get("notes", [])])
+                   [str(n) for n in data.get("notes", [])],
+                   [Attachment.from_json(a) for a in data.get("attachments", [])])
 
     @property
     def is_empty(self) -> bool:
         return not any(s.text.strip() or s.rows for s in self.sections)
+
+
+@dataclass
+class Attachment:
+    """A file attached to a mail, parsed by its own format's parser into a document of its own
+    (``document``), or the reason it could not be (``error``). ``name`` is already made safe
+    (``ingest.attachments.safe_name``); ``sha256`` and ``size`` are of its decoded bytes."""
+
+    name: str
+    sha256: str
+    size: int
+    document: ParsedDocument | None = None
+    error: str | None = None
+
+    def to_json(self) -> dict:
+        return {"name": self.name, "sha256": self.sha256, "size": self.size, "error": self.error,
+                "document": self.document.to_json() if self.document else None}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Attachment":
+        document = ParsedDocument.from_json(data["document"]) if data.get("document") else None
+        return cls(str(data["name"]), str(data["sha256"]), int(data["size"]), document,
+                   str(data["error"]) if data.get("error") else None)
 
 
 class HeadingPath:

@@ -187,7 +187,8 @@ def parse_rst(text: str, name: str) -> ParsedDocument:
 
 # -- HTML -----------------------------------------------------------------------------------
 _DROP_TAGS = ("script", "style", "nav", "header", "footer", "noscript", "template", "svg", "iframe", "form", "head")
-_DROP_CLASSES = ("navheader", "navfooter", "navbar", "sidebar", "breadcrumb", "toc-nav")
+# "headerlink": the permalink mark (¶) Sphinx puts after every heading and term.
+_DROP_CLASSES = ("navheader", "navfooter", "navbar", "sidebar", "breadcrumb", "toc-nav", "headerlink")
 _HEADINGS = {"h1": 1, "h2": 2, "h3": 3, "h4": 4}
 _BLOCKS = {"p", "div", "li", "ul", "ol", "pre", "tr", "table", "br", "h5", "h6", "dt", "dd", "dl",
            "blockquote", "section", "article", "main", "figure", "figcaption", "hr", "td", "th"}
@@ -316,9 +317,24 @@ def parse_pdf(path: Path, options: ocr.OcrOptions | None = None) -> ParsedDocume
     title = str(meta_title).strip() if meta_title else stem_title(path.name)
     notes: list[str] = []
     scanned = [(p.page, ocr.pdf_page_renderer(path, p.page - 1)) for p in pages if not p.text.strip()]
-    read = {s.page: s for s in ocr.ocr_pages(scanned, options or ocr.OcrOptions(), notes)}
-    pages = [read.get(p.page, p) for p in pages]
-    return ParsedDocument(title, [p for p in pages if p.text.strip()], notes)
+    read = {s.page: [s] for s in ocr.ocr_pages(scanned, options or ocr.OcrOptions(), notes)}
+    read.update(_pdf_tables(path, {p.page for p in pages if p.text.strip()}, notes))
+    sections = [s for p in pages for s in read.get(p.page, [p])]
+    return ParsedDocument(title, [s for s in sections if s.text.strip() or s.rows], notes)
+
+
+def _pdf_tables(path: Path, text_pages: set[int], notes: list[str]) -> dict[int, list[Section]]:
+    """The sections of the pages holding tables (``pdf_tables``); on any failure, none: those
+    pages keep pypdf's text, and a note says why."""
+    from ingest import pdf_tables
+
+    try:
+        return pdf_tables.pages_with_tables(path, pdf_tables.candidate_pages(path) & text_pages)
+    except (MemoryError, RecursionError):
+        raise
+    except Exception as exc:  # pdfplumber and pdfium raise many kinds of errors on odd files
+        notes.append(f"tables not read as tables ({type(exc).__name__}: {exc}); their text is kept")
+        return {}
 
 
 def check_zip_bomb(path: Path, kind: str = "DOCX") -> None:

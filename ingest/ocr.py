@@ -38,19 +38,34 @@ def missing(options: OcrOptions) -> str | None:
     """Why OCR cannot run here (a sentence naming the fix), or None when it can."""
     if not options.enabled:
         return "OCR is off (DOCCHAT_OCR=false)"
-    if shutil.which("tesseract") is None:
-        return f"the tesseract program is not installed: {INSTALL_HINT}"
-    import pytesseract
-
     try:
-        installed = set(pytesseract.get_languages(config=""))
+        found = tesseract()
     except Exception as exc:  # a broken install: say so rather than fail every page
         return f"tesseract does not run ({type(exc).__name__}: {exc})"
-    absent = [lang for lang in options.languages.split("+") if lang not in installed]
+    if found is None:
+        return f"the tesseract program is not installed: {INSTALL_HINT}"
+    absent = absent_languages(options.languages, found[1])
     if absent:
-        packages = " ".join(f"tesseract-ocr-{lang}" for lang in absent)
-        return f"OCR language {'+'.join(absent)} (DOCCHAT_OCR_LANGUAGES) is not installed: apt-get install {packages}"
+        return f"OCR language {'+'.join(absent)} (DOCCHAT_OCR_LANGUAGES) is not installed: {language_hint(absent)}"
     return None
+
+
+def tesseract() -> tuple[str, list[str]] | None:
+    """(version, installed languages) of the tesseract program on PATH; None when there is none.
+    Raises when it is there but does not run."""
+    if shutil.which("tesseract") is None:
+        return None
+    import pytesseract
+
+    return str(pytesseract.get_tesseract_version()), sorted(pytesseract.get_languages(config=""))
+
+
+def absent_languages(wanted: str, installed: list[str]) -> list[str]:
+    return [lang for lang in wanted.split("+") if lang not in installed]
+
+
+def language_hint(absent: list[str]) -> str:
+    return "apt-get install " + " ".join(f"tesseract-ocr-{lang}" for lang in absent)
 
 
 def read_image(image, options: OcrOptions) -> str:

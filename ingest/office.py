@@ -113,7 +113,9 @@ def parse_epub(path: Path) -> ParsedDocument:
 
     check_zip_bomb(path, "EPUB")
     try:
-        book = epub.read_epub(str(path), options={"ignore_ncx": False})
+        reader = _tolerant_epub_reader()(str(path), {"ignore_ncx": False})  # epub.read_epub's two steps
+        book = reader.load()
+        reader.process()
     except Exception as exc:  # EbookLib raises zip, XML, KeyError and its own EpubException
         raise UnreadableFile(f"corrupt EPUB ({type(exc).__name__}: {exc})") from None
     chapter_titles = {}
@@ -126,11 +128,12 @@ def parse_epub(path: Path) -> ParsedDocument:
             collect(children)
 
     collect(book.toc)
-    sections = []
+    sections, read = [], set()
     for item_id, _linear in book.spine:
         item = book.get_item_with_id(item_id)
-        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT:
-            continue
+        if item is None or item.get_type() != ebooklib.ITEM_DOCUMENT or item.get_name().split("#")[0] in read:
+            continue  # "chapter.xhtml#part" after "chapter.xhtml": the same file, read once
+        read.add(item.get_name().split("#")[0])
         chapter = parse_html(item.get_content(), item.get_name())
         name = chapter_titles.get(item.get_name()) or (chapter.title if chapter.title != stem_title(item.get_name()) else "")
         for section in chapter.sections:
@@ -141,3 +144,22 @@ def parse_epub(path: Path) -> ParsedDocument:
             sections.append(section)
     titles = book.get_metadata("DC", "title")
     return ParsedDocument((titles[0][0] if titles else "") or stem_title(path.name), sections)
+
+
+def _tolerant_epub_reader():
+    """EbookLib's reader, also reading manifest entries that point into a file ("a.xhtml#o8").
+
+    Not valid EPUB, but real: Debian's live-manual-epub (2:20151217.2) lists 143 of them, and
+    EbookLib refused the whole book (KeyError: no item named 'OEBPS/about-manual.xhtml#o8')."""
+    from ebooklib import epub
+
+    class Reader(epub.EpubReader):
+        def read_file(self, name):
+            try:
+                return super().read_file(name)
+            except KeyError:
+                if "#" not in name:
+                    raise
+                return super().read_file(name.split("#", 1)[0])
+
+    return Reader

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 from app.errors import DocchatError
-from ingest import loaders
+from ingest import attachments, loaders
 from ingest.documents import ParsedDocument, UnreadableFile
 from ingest.embedder import GROUP_SIZE, Embedder
 from ingest.isolation import Parser
@@ -94,11 +94,27 @@ class _Change:
     is_new: bool
     document: ParsedDocument | None = None
     chunks: list[Chunk] = field(default_factory=list)
+    old_attachments: list[str] = field(default_factory=list)  # its attachments' sources in the catalog
+    reserved: set[str] = field(default_factory=set)  # files on disk named like its attachments would be
+    attached: list["_Attached"] = field(default_factory=list)  # its attachments, parsed and split
+
+    @property
+    def all_chunks(self) -> list[Chunk]:
+        """Its own chunks, then its attachments' (a mail's)."""
+        return self.chunks + [c for attached in self.attached for c in attached.chunks]
 
     @property
     def record(self) -> FileRecord:
         title = self.document.title if self.document else ""
         return FileRecord(self.scope.key, self.disk.source, self.disk.size, self.disk.mtime_ns, self.sha256, title, now_iso())
+
+
+@dataclass
+class _Attached:
+    """A mail's attachment, indexed as a document of its own (see ``ingest.attachments``)."""
+
+    record: FileRecord
+    chunks: list[Chunk]
 
 
 @dataclass
@@ -131,6 +147,8 @@ def reindex_document(settings: "Settings", source: str, root: str, *, progress: 
                      embedder: "EmbeddingBackend | None" = None) -> SyncSummary:
     """Parse one indexed document again and replace its chunks, as one sync (one commit): after
     a parser or a chunking setting changed. Chunks whose text is unchanged keep their vectors."""
+    if not (Path(root) / source).is_file() and (Path(root) / attachments.parent_of(source)).is_file():
+        source = attachments.parent_of(source)  # an attachment is read again with its mail
     if not (Path(root) / source).is_file():
         raise DocchatError(f"{source} is no longer in {root}.", fix="Re-sync the folder to drop it from the index.")
     return _sync(settings, [Scope(Path(root), source, reparse=True)], [], progress=progress, embedder=embedder)
@@ -186,14 +204,20 @@ def _default_folder(settings: "Settings", notes: list[str]) -> Path:
 # -- compare ----------------------------------------------------------------------------------
 def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: SyncSummary, prepared: _Prepared,
              report: Progress, apply: bool) -> list[_Change]:
-    """Classify the scope's files against its catalog; apply deletes, renames and touches."""
-    catalog = {source: rec for source, rec in writer.catalog(scope.key).items() if scope.covers(source)}
+    """Classify the scope's files against its catalog; apply deletes, renames and touches.
+
+    A mail's attachments (catalog rows without a file) follow their mail: unchanged, renamed or
+    deleted with it, replaced when it is parsed again (in ``_write``)."""
+    catalog, attached = _split_catalog(writer.catalog(scope.key), scope)
     found = walk(scope, settings.follow_external_symlinks)
     summary.skipped += found.skipped
     summary.failed += found.failed
     on_disk = found.files
     present = {f.source for f in on_disk}
     gone = {source: rec for source, rec in catalog.items() if source not in present}
+    for parent in sorted(set(attached) - set(catalog)):  # no mail left to belong to
+        _delete_attachments(writer, attached.pop(parent), summary, apply)
+    named_like_attachments = [s for s in present if attachments.SEP in s]  # almost always none
     gone_by_sha = {rec.sha256: source for source, rec in gone.items()}
     to_read = []
     for disk in on_disk:
@@ -228,14 +252,50 @@ def _compare(writer: IndexWriter, scope: Scope, settings: "Settings", summary: S
             summary.renamed.append((old_source, disk.source))
             if apply:
                 _rename(writer, catalog[old_source], record)
+            _rename_attachments(writer, attached.get(old_source, []), old_source, record, summary, apply)
         else:
             (summary.added if old is None else summary.updated).append(disk.source)
-            changes.append(_Change(scope, disk, sha, is_new=old is None))
+            reserved = {s for s in named_like_attachments if attachments.parent_of(s) == disk.source}
+            old_attachments = [r.source for r in attached.get(disk.source, [])]
+            changes.append(_Change(scope, disk, sha, old is None, old_attachments=old_attachments, reserved=reserved))
     for source in sorted(gone):
         summary.deleted.append(source)
         if apply:
             summary.chunks_deleted += writer.delete_file(scope.key, source)
+        _delete_attachments(writer, attached.get(source, []), summary, apply)
     return changes
+
+
+def _split_catalog(rows: dict[str, FileRecord], scope: Scope) -> tuple[dict[str, FileRecord], dict[str, list[FileRecord]]]:
+    """The scope's files, and its mails' attachments by the mail's source."""
+    files: dict[str, FileRecord] = {}
+    attached: dict[str, list[FileRecord]] = {}
+    for source, record in rows.items():
+        if attachments.is_attachment(record.sha256):
+            parent = attachments.parent_of(source)
+            if scope.covers(parent):
+                attached.setdefault(parent, []).append(record)
+        elif scope.covers(source):
+            files[source] = record
+    return files, attached
+
+
+def _delete_attachments(writer: IndexWriter, records: list[FileRecord], summary: SyncSummary, apply: bool) -> None:
+    for record in sorted(records, key=lambda r: r.source):
+        summary.deleted.append(record.source)
+        if apply:
+            summary.chunks_deleted += writer.delete_file(record.root, record.source)
+
+
+def _rename_attachments(writer: IndexWriter, records: list[FileRecord], old_parent: str, parent: FileRecord,
+                        summary: SyncSummary, apply: bool) -> None:
+    """A renamed mail's attachments move with it ("old.eml › a.pdf" -> "new.eml › a.pdf"), vectors kept."""
+    for old in sorted(records, key=lambda r: r.source):
+        source = attachments.derived_source(parent.source, old.source[len(old_parent) + len(attachments.SEP):])
+        summary.renamed.append((old.source, source))
+        if apply:
+            writer.rename_file(old.source, FileRecord(parent.root, source, old.size, parent.mtime_ns, old.sha256,
+                                                      old.title, now_iso()))
 
 
 def _hash(disk: DiskFile, prepared: _Prepared) -> str:
@@ -280,7 +340,33 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, p
             summary.notes += [f"{change.disk.source}: {note}" for note in result.notes]
             change.chunks = split_document(result, root=change.scope.key, source=change.disk.source,
                                            splitter=splitter, embed_headings=settings.embed_headings)
-            report({**event, "chunks": len(change.chunks)})
+            _split_attachments(change, splitter, settings, summary)
+            report({**event, "chunks": len(change.all_chunks)})
+
+
+def _split_attachments(change: _Change, splitter, settings: "Settings", summary: SyncSummary) -> None:
+    """Each attachment of a parsed mail becomes its own document ("mail.eml › report.pdf"); a bad
+    one is reported as failed, and the mail and its other attachments are still indexed."""
+    parent, root = change.disk.source, change.scope.key
+    taken = {source[len(parent) + len(attachments.SEP):] for source in change.reserved}
+    new = []
+    for attachment in change.document.attachments:
+        name = attachments.unique_name(attachment.name, taken) if attachment.name in taken else attachment.name
+        source = attachments.derived_source(parent, name)
+        if attachment.document is None:
+            summary.failed.append((source, attachment.error or "not readable"))
+            continue
+        summary.notes += [f"{source}: {note}" for note in attachment.document.notes]
+        record = FileRecord(root, source, attachment.size, change.disk.mtime_ns, attachments.MARK + attachment.sha256,
+                            attachment.document.title, now_iso())
+        chunks = split_document(attachment.document, root=root, source=source, splitter=splitter,
+                                embed_headings=settings.embed_headings)
+        if not chunks:
+            continue
+        change.attached.append(_Attached(record, chunks))
+        new.append(source)
+        (summary.updated if source in change.old_attachments else summary.added).append(source)
+    summary.deleted += sorted(set(change.old_attachments) - set(new))
 
 
 def _parse_file(parser: Parser, change: _Change) -> ParsedDocument | str:
@@ -308,10 +394,11 @@ def _embed(changes: list[_Change], writer: IndexWriter, embed: Embedder, summary
     vectors = prepared.vectors
     for change in changes:
         if change.document is not None and not change.is_new:
-            vectors.update(writer.stored_vectors(change.scope.key, change.disk.source))
+            for source in [change.disk.source, *change.old_attachments]:
+                vectors.update(writer.stored_vectors(change.scope.key, source))
     todo: dict[str, str] = {}
     for change in changes:
-        for chunk in change.chunks:
+        for chunk in change.all_chunks:
             if chunk.content_hash not in vectors:
                 todo.setdefault(chunk.content_hash, chunk.embed_text)
     hashes, texts = list(todo), list(todo.values())
@@ -332,7 +419,7 @@ class _FileCounts:
 
     def __init__(self, changes: list[_Change], hashes: list[str]):
         position = {h: i for i, h in enumerate(hashes)}
-        self.waiting = {c.disk.source: sorted({position[k.content_hash] for k in c.chunks if k.content_hash in position})
+        self.waiting = {c.disk.source: sorted({position[k.content_hash] for k in c.all_chunks if k.content_hash in position})
                         for c in changes if c.document is not None}  # fmt: skip
         self.last: dict[str, int] = {}
 
@@ -349,15 +436,17 @@ def _write(changes: list[_Change], vectors: dict[str, np.ndarray], writer: Index
     for change in changes:
         if change.document is None or not change.chunks:
             continue  # failed to parse: its old chunks, if any, stay
-        if not change.is_new:
-            summary.chunks_deleted += writer.delete_file(change.scope.key, change.disk.source)
-        rows = np.array([vectors[c.content_hash] for c in change.chunks], dtype=np.float32).reshape(len(change.chunks), -1)
-        summary.chunks_added += writer.add_file(change.record, [NewChunk(c.text, c.metadata) for c in change.chunks], rows)
+        for source in ([] if change.is_new else [change.disk.source]) + change.old_attachments:
+            summary.chunks_deleted += writer.delete_file(change.scope.key, source)
+        for record, chunks in [(change.record, change.chunks), *((a.record, a.chunks) for a in change.attached)]:
+            rows = np.array([vectors[c.content_hash] for c in chunks], dtype=np.float32).reshape(len(chunks), -1)
+            summary.chunks_added += writer.add_file(record, [NewChunk(c.text, c.metadata) for c in chunks], rows)
 
 
 # -- removing one document (UI) ---------------------------------------------------------------
 def remove_document(settings: "Settings", source: str, root: str | None = None) -> int:
-    """Remove one file's chunks from the index; returns how many chunks left.
+    """Remove one file's chunks (a mail's with its attachments') from the index; returns how
+    many chunks left. A mail's attachment is refused: it is indexed as long as its mail is.
 
     Only the index changes: if the file is still in its folder, the next sync of that folder
     adds it again, so the UI deletes the file itself as well.
@@ -369,6 +458,13 @@ def remove_document(settings: "Settings", source: str, root: str | None = None) 
         if len(rows) > 1:
             raise DocchatError(f"{source!r} was ingested from several folders: {', '.join(rows)}.",
                                fix="Say which folder (root) to remove it from.")
-        removed = writer.delete_file(rows[0], source)
+        catalog = writer.catalog(rows[0])
+        if attachments.is_attachment(catalog[source].sha256):
+            raise DocchatError(f"{source!r} is an attachment of {attachments.parent_of(source)!r}: it is indexed "
+                               "as long as that mail is.", fix="Remove the mail (its attachments go with it).")
+        removed = 0
+        for name in [source, *(s for s, r in catalog.items()
+                               if attachments.is_attachment(r.sha256) and attachments.parent_of(s) == source)]:
+            removed += writer.delete_file(rows[0], name)
         writer.commit(settings.embedding_model_name)
     return removed

@@ -116,6 +116,21 @@ def test_the_stream_guard_stops_a_loop_inside_a_sentence_that_never_ends(prompt_
     assert guard.stop and shown.count("--full") < 3  # recorded: a sampled SmolLM2 answer on the samples
 
 
+def test_the_stream_guard_never_shows_a_restated_sentence_word_by_word(prompt_lines):
+    # recorded: SmolLM2 on the python docs ("a first-in first-out queue?"), each restatement
+    # cut off by a line break; the restatements streamed word by word before they were judged
+    raw = (
+        "The first-in-first-out (FIFO) principle is often misunderstood, but it's actually a fundamental "
+        "principle in computer science.\n\n"
+        'The FIFO principle is often misunderstood as a "first-in-first-out" principle, but it\'s actually a '
+        '"first-in-last-out"\n'
+        'The FIFO principle is often misunderstood as a "first-in-last-out" principle, but it\'s actually a '
+        '"first-in-last-out"'
+    )
+    shown = stream(StreamGuard(prompt_lines, SOURCE), raw)
+    assert shown.count("misunderstood") == 1 and "first-in-last-out" not in shown
+
+
 def test_the_stream_guard_stops_when_the_model_writes_the_next_turn(prompt_lines):
     guard = StreamGuard(prompt_lines, SOURCE)
     shown = stream(guard, "It is descaled every 6 weeks [1].\nQuestion: what about the tank? The tank holds 2.5 litres.")

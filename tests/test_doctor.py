@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -149,3 +150,23 @@ def test_index_size_is_reported(capsys, monkeypatch, isolated_env, ollama_with_l
     code, out = doctor(capsys)
     assert code == 0, out
     assert "2 chunks from 2 documents" in out
+
+
+def test_ocr_shows_tesseract_and_its_languages_and_the_install_line_when_absent(capsys, monkeypatch, tmp_path,
+                                                                              ollama_with_llama):
+    monkeypatch.setenv("DOCCHAT_LLM_BACKEND", "ollama")
+    monkeypatch.setenv("OLLAMA_HOST", ollama_with_llama.url)
+    monkeypatch.setenv("DOCCHAT_OCR_LANGUAGES", "eng+deu")
+    if shutil.which("tesseract"):  # Debian's tesseract-ocr and tesseract-ocr-eng (.ci/run installs them)
+        code, out = doctor(capsys, "--json")
+        report = json.loads(out)
+        ocr, [line] = report["ocr"], [c for c in report["checks"] if c["name"] == "OCR"]
+        assert code == 0 and ocr["tesseract"].startswith("5.") and "eng" in ocr["languages"]
+        assert (ocr["wanted"], ocr["missing"]) == (["eng", "deu"], ["deu"])
+        assert line["status"] == "warn" and "deu not installed" in line["detail"]
+        assert line["fix"] == "apt-get install tesseract-ocr-deu"
+    monkeypatch.setenv("PATH", str(tmp_path))  # no tesseract on it: OCR is optional, a warning only
+    code, out = doctor(capsys)
+    assert code == 0, out
+    assert "warn OCR" in out and "tesseract not found" in out
+    assert "fix: install Tesseract (Debian: apt-get install tesseract-ocr tesseract-ocr-eng)" in out

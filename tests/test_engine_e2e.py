@@ -179,3 +179,21 @@ def test_search_and_threads_cli(corpus_settings, embeddings, monkeypatch, capsys
 
     assert main(["threads", "delete", "nope"]) == 2
     assert "No conversation thread 'nope'" in capsys.readouterr().err
+
+
+def test_ask_cli_shows_the_checked_answer_when_the_check_removed_what_streamed(
+        corpus_settings, embeddings, monkeypatch, capsys):
+    import app.engine.chat
+    from app.cli import main
+    from tests.scripted import ScriptedBackend, ScriptedChat
+
+    # the second sentence streams, then the finished-answer check drops its made-up figure
+    reply = "Nightly backups are kept for a while [1]. They are kept on 47 tapes in the basement."
+    monkeypatch.setattr(app.engine.chat, "chat_backend", lambda s: ScriptedBackend(s, ScriptedChat(reply)))
+    monkeypatch.setattr(app.engine.chat, "embedding_backend", lambda settings: embeddings)
+    monkeypatch.setenv("DOCCHAT_DATA_DIR", str(corpus_settings.data_dir))
+    assert main(["ask", "How long are nightly backups kept?"]) == 0
+    out = capsys.readouterr().out
+    streamed, _, checked = out.partition("the checked answer:)")
+    assert "47 tapes" in streamed  # a terminal cannot take back what it printed ...
+    assert checked and "47 tapes" not in checked.split("Sources:")[0]  # ... so the checked answer follows

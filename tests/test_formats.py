@@ -237,8 +237,9 @@ def test_eml_and_mbox_keep_subject_sender_date_and_read_attachments(tmp_path):
     heading = "Board minutes (Ada <ada@example.org>, Mon, 02 Mar 2026 09:15:00 +0000)"
     assert document.title == "Board minutes"
     assert document.sections[0].heading == heading and "pier budget" in document.sections[0].text
-    attachment = document.sections[1]
-    assert attachment.heading == f"{heading} > attachment agenda.md > Agenda" and "harbour crane" in attachment.text
+    [attachment] = document.attachments  # a document of its own, parsed by the Markdown parser
+    assert (attachment.name, attachment.document.title) == ("agenda.md", "Agenda (attached to: Board minutes)")
+    assert attachment.document.sections[0].heading == "Agenda" and "harbour crane" in attachment.document.sections[0].text
     box = mailbox.mbox(tmp_path / "archive.mbox")
     for n in range(3):
         box.add(make_message(f"Weekly note {n}", f"Week {n}: the tide tables were updated."))
@@ -246,6 +247,21 @@ def test_eml_and_mbox_keep_subject_sender_date_and_read_attachments(tmp_path):
     box.close()
     assert [s.heading.split(" (")[0] for s in parse(tmp_path / "archive.mbox").sections] == \
         ["Weekly note 0", "Weekly note 1", "Weekly note 2"]
+
+
+def test_a_mail_bomb_of_attachments_is_bounded_with_a_reason(tmp_path):
+    from ingest.attachments import MAX_ATTACHMENTS
+
+    message = make_message("Spam", "Many files.")
+    for n in range(MAX_ATTACHMENTS + 5):
+        message.add_attachment(f"Note {n}: the tide was high.".encode(), maintype="text", subtype="plain",
+                               filename="note.txt")  # the same name each time
+    (tmp_path / "spam.eml").write_bytes(message.as_bytes())
+    document = parse(tmp_path / "spam.eml")
+    names = [a.name for a in document.attachments]
+    assert len(names) == MAX_ATTACHMENTS and names[:3] == ["note.txt", "note (2).txt", "note (3).txt"]
+    assert document.notes == [f"attachments after the first {MAX_ATTACHMENTS} not read (a bound against mail "
+                              "bombs): save them as files to ingest them"]
 
 
 # -- in the index: the right row found; bad files reported, the rest ingested -----------------
@@ -262,6 +278,41 @@ def test_a_spreadsheet_question_finds_the_right_row(settings, embeddings, tmp_pa
     assert "row 78: sku: SKU-0077; product: Blue ceramic teapot; warehouse: Lyon; quantity: 37" in hit.page_content
     assert hit.page_content.startswith("sku | product | warehouse | quantity\n")  # the header, in this chunk too
     assert hit.metadata["heading"].startswith("Stock, rows ")
+
+
+def make_fleet_pdf(path: Path) -> Path:
+    """A ruled table over two pages (fpdf2 repeats its header row on the second), text around it."""
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.add_page()
+    pdf.set_font("Helvetica", size=11)
+    pdf.multi_cell(0, 7, "Ferry fleet register: every vessel with its home port, seats and year built.")
+    with pdf.table() as table:
+        table.row(["vessel", "home port", "seats", "built"])
+        for n in range(1, 61):
+            row = ["Petrel", "Saint-Malo", "212", "1987"] if n == 47 else \
+                [f"Vessel {n}", "Eastport" if n % 2 else "Westhaven", str(100 + n), str(1990 + n % 30)]
+            table.row(row)
+    pdf.multi_cell(0, 7, "All vessels are inspected every spring.")
+    pdf.output(str(path))
+    return path
+
+
+def test_a_table_inside_a_pdf_is_chunked_by_rows_and_the_right_row_found(settings, embeddings, tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    make_fleet_pdf(docs / "fleet.pdf")
+    sync(settings, [docs], embedder=embeddings)
+    from app.retriever import DocchatRetriever
+
+    retriever = DocchatRetriever(settings=settings, embeddings=embeddings.embeddings, k=1)
+    hit = retriever.invoke("How many seats does the Petrel have?")[0]
+    assert "row 48: vessel: Petrel; home port: Saint-Malo; seats: 212; built: 1987" in hit.page_content
+    assert hit.page_content.startswith("vessel | home port | seats | built\n")  # the header, repeated
+    assert hit.metadata["page"] == 2 and hit.metadata["heading"].startswith("Table 1, rows ")  # one table, 2 pages
+    text = retriever.invoke("When are the vessels inspected?")[0]
+    assert "inspected every spring" in text.page_content and "Petrel" not in text.page_content
 
 
 def test_bad_files_of_each_new_type_are_reported_and_the_rest_ingested(settings, embeddings, tmp_path):

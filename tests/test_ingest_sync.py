@@ -368,3 +368,65 @@ def test_a_second_ingest_waits_then_says_another_is_running(settings, docs, tmp_
     assert out.startswith("DONE"), err[-2000:]
     assert contents(settings) == after
     assert main(["ingest", str(docs)]) == 0  # the lock is free again
+
+
+# -- a mail's attachments: documents of their own, tied to their mail ---------------------------
+def mail_with(attachments: dict[str, bytes], subject: str = "Harbour board") -> bytes:
+    import email.message
+
+    message = email.message.EmailMessage()
+    message["Subject"], message["From"], message["Date"] = subject, "Ada <ada@example.org>", "Mon, 02 Mar 2026 09:15:00 +0000"
+    message.set_content("The board met and approved the attached report.")
+    for name, data in attachments.items():
+        kind = ("application", "pdf") if name.endswith(".pdf") else ("text", "markdown")
+        message.add_attachment(data, maintype=kind[0], subtype=kind[1], filename=name)
+    return message.as_bytes()
+
+
+def two_page_pdf() -> bytes:
+    from fpdf import FPDF
+
+    pdf = FPDF()
+    pdf.set_title("Pier report")
+    for text in ("The crane on the north quay was repainted in May.",
+                 "The pier budget for next year is forty thousand euros."):
+        pdf.add_page()
+        pdf.set_font("Helvetica", size=12)
+        pdf.multi_cell(0, 8, text)
+    return bytes(pdf.output())
+
+
+def test_mail_attachments_are_documents_of_their_own_that_follow_their_mail(settings, tmp_path, counting):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "board.eml").write_bytes(mail_with({
+        "report.pdf": two_page_pdf(), "broken.pdf": b"%PDF-1.4 cut short",
+        "../../etc/\u202eevil<b>.md": b"# Ferry\n\nThe ferry to the island leaves at nine from the north quay.",
+    }))
+    first = sync(settings, [docs], embedder=counting)
+    report, notes = "board.eml \u203a report.pdf", "board.eml \u203a evil_b_.md"
+    assert sorted(first.added) == ["board.eml", notes, report]  # the name: no folders, no bidi override, no markup
+    assert dict(first.failed) == {"board.eml \u203a broken.pdf": "corrupt or unsupported PDF (PdfStreamError: "
+                                                                  "Stream has ended unexpectedly)"}
+    store = Store.open(settings)
+    titles = {d.source: d.title for d in store.documents()}
+    assert titles[report] == "Pier report (attached to: Harbour board)"
+    hit = store.keyword_search("pier budget euros", 1)[0]
+    assert (hit.source, hit.page) == (report, 2)  # cited as its own document, at its own page
+
+    (docs / "board.eml").write_bytes(mail_with({"report.pdf": two_page_pdf()}))  # the mail changed
+    changed = sync(settings, [docs], embedder=counting)
+    assert changed.updated == ["board.eml", report] and changed.deleted == [notes]
+    (docs / "board.eml").rename(docs / "minutes.eml")
+    renamed = sync(settings, [docs], embedder=counting)
+    assert sorted(renamed.renamed) == [("board.eml", "minutes.eml"), (report, "minutes.eml \u203a report.pdf")]
+    fresh = with_overrides(settings, index_dir=tmp_path / "fresh")
+    sync(fresh, [docs], embedder=counting)
+    assert contents(settings) == contents(fresh)  # the same index as a fresh ingest of the folder
+    with pytest.raises(Exception, match="is an attachment of 'minutes.eml'"):
+        remove_document(settings, "minutes.eml \u203a report.pdf", str(docs))
+    assert reindex_document(settings, "minutes.eml \u203a report.pdf", str(docs), embedder=counting).updated == \
+        ["minutes.eml", "minutes.eml \u203a report.pdf"]  # read again with its mail
+    (docs / "minutes.eml").unlink()
+    gone = sync(settings, [docs], embedder=counting)
+    assert gone.deleted == ["minutes.eml", "minutes.eml \u203a report.pdf"] and not Store.open(settings).documents()

@@ -25,7 +25,7 @@ HTML = """<!DOCTYPE html><html><head><title>Harbour Guide</title><style>.x{color
 <h1>Harbour Guide</h1><p>The harbour opens at dawn and
 closes at dusk, every day of the year.</p>
 <h2>Moorings</h2><p>Visitors moor on the eastern pontoon, which has water and electricity for yachts.</p>
-<h3>Fees</h3><p>A night on the pontoon costs twelve euros for boats under ten metres long.</p>
+<h3>Fees<a class="headerlink" href="#fees" title="Permalink to this heading">\u00b6</a></h3><p>A night on the pontoon costs twelve euros for boats under ten metres long.</p>
 <pre>moor --pontoon east
   --nights 2</pre>
 <div class="navfooter">NAVIGATION FOOTER TEXT</div><footer>Copyright footer</footer></body></html>"""
@@ -141,7 +141,8 @@ def test_html_keeps_main_text_with_heading_paths_and_drops_navigation(every_form
     for dropped in ("NAVIGATION HEADER", "NAVIGATION FOOTER", "Site menu", "script text", "color:red", "Copyright"):
         assert dropped not in text
     fees = next(h for h in hits if "twelve euros" in h.text)
-    assert fees.heading == "Harbour Guide > Moorings > Fees"
+    assert fees.heading == "Harbour Guide > Moorings > Fees"  # no Sphinx permalink mark (¶)
+    assert "\u00b6" not in text
     assert fees.metadata["title"] == "Harbour Guide"
     assert "--nights 2" in fees.text
 

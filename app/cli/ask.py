@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import sys
 
 
@@ -24,12 +25,14 @@ def run(settings, args) -> int:
     engine = Engine(settings)
     stream = engine.stream(args.question, args.thread, k=args.k, sources=args.source)
     answer = None
+    streamed = []
     for event in stream:
         if isinstance(event, Done):
             answer = event.answer
         elif args.json:
             continue
         elif isinstance(event, Token):
+            streamed.append(event.text)
             sys.stdout.write(event.text)
             sys.stdout.flush()
         elif isinstance(event, ToolCallEvent):
@@ -42,10 +45,24 @@ def run(settings, args) -> int:
     if answer.kind == "extractive":  # what streamed was the model's answer, which failed the check
         print("\n(docchat's answer check stopped the model's answer; quoted from your documents instead:)\n")
         print(answer.text)
+    elif not same_words("".join(streamed), answer.text):  # the check removed what had streamed
+        print("\n(docchat's answer check removed part of the streamed answer; the checked answer:)\n")
+        print(answer.text)
     print_sources(answer)
     print_not_found(answer)
     print(f"\n(thread {answer.thread_id}; continue with --thread {answer.thread_id})", file=sys.stderr)
     return 0
+
+
+def same_words(streamed: str, checked: str) -> bool:
+    """Whether the checked answer says what streamed: the same words, apart from the [n]
+    markers attribution adds after the stream."""
+    from app.engine.guard import words
+
+    def plain(text: str) -> list[str]:
+        return words(re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
+
+    return plain(streamed) == plain(checked)
 
 
 def print_sources(answer) -> None:

@@ -23,7 +23,7 @@ MIN_SHARE = 0.6
 _SPLIT = re.compile(r"((?<=[.!?])\s+|\n+)")
 _WORD = re.compile(r"[a-z0-9_]+")
 _CITED = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
-_STOP = frozenset(
+STOPWORDS = frozenset(
     "a an and are as at be been but by can could do does for from had has have how i if in into "
     "is it its may might must no not of on or our should so such than that the their them then "
     "there these they this to was we were what when where which who why will with would you your".split()
@@ -31,7 +31,7 @@ _STOP = frozenset(
 
 
 def content_words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) > 1}
+    return {w for w in _WORD.findall(text.lower()) if w not in STOPWORDS and len(w) > 1}
 
 
 def best_source(sentence: str, sources: list[Source], vocab: dict[int, set[str]]) -> int | None:

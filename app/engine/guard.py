@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from app.engine.attribution import content_words
+
 # Problem names, as recorded in Answer.problems and counted by `docchat eval`.
 MARKUP = "markup"  # fence, role or prompt-structure text copied into the answer
 PROMPT_ECHO = "prompt_echo"  # a sentence of the system or context prompt
@@ -238,7 +240,19 @@ class SentenceJudge:
         if self.prompt.might_echo(partial_words):
             return True
         head = partial_words[:PREFIX_WORDS]
-        return len(head) == PREFIX_WORDS and any(earlier[:PREFIX_WORDS] == head for earlier in self.seen)
+        if len(head) == PREFIX_WORDS and any(earlier[:PREFIX_WORDS] == head for earlier in self.seen):
+            return True
+        return self.restating(partial_words)
+
+    def restating(self, partial_words: list[str]) -> bool:
+        """Whether an unfinished sentence so far only says again what an earlier one said, in
+        another order ("The FIFO principle is often misunderstood as ..." after "The
+        first-in-first-out (FIFO) principle is often misunderstood, ..."): it is likely a
+        repeat, judged when it ends instead of shown word by word."""
+        mine = content_words(" ".join(partial_words))
+        if len(mine) < PREFIX_WORDS:
+            return False
+        return any(len(mine & set(earlier)) / len(mine) >= SAME_SENTENCE for earlier in self.seen)
 
 
 def remove_links(sentence: str, links: list[str]) -> str:

@@ -12,12 +12,17 @@ to 0.45, the PostgreSQL docs' 0.5 to 0.8). So the decision weighs three kinds of
   its embedding lands. Only name-like words count (capitalised inside the question, or with a
   digit or underscore, and file names such as ".gitlab-ci.yml"): on a small corpus plenty of
   plain words ("stored", "long") appear in no chunk, and they say nothing;
-* versions the documents never mention ("PostgreSQL 17" asked of the PostgreSQL 15 docs).
+* versions the documents never mention ("PostgreSQL 17" asked of the PostgreSQL 15 docs);
+* subjects the question names explicitly and the documents never mention: a quoted phrase
+  (the "Squash and merge" button) or the thing a user asks how to use, run or install ("use git
+  replay to ...", "install Git LFS"). Each is checked as a phrase: its words may all be common
+  ("git", "replay") while the documents never put them together, which is what says the thing
+  itself is not covered.
 
 The best chunk must reach ``score_threshold``, lowered by up to ``keyword_relief`` as the
 keyword coverage rises from a quarter of the question's words to ``min_keyword_coverage``.
 A question naming an unknown name gets no relief and needs ``unknown_term_margin`` more; one
-naming an unknown version needs UNKNOWN_VERSION_MARGIN more.
+naming an unknown version or subject needs UNKNOWN_SUBJECT_MARGIN more.
 Figures behind the defaults: bench/abstention.py, bench/RESULTS-answers.md.
 """
 
@@ -26,22 +31,33 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from app.engine.attribution import content_words
+from app.engine.attribution import STOPWORDS, content_words
 
 # Chunks examined for keyword coverage: the best few by score, where the answer would be.
 COVERAGE_DEPTH = 5
-# A version the documents never mention ("PostgreSQL 17" asked of the 15 docs) is a stronger
-# sign than an unknown name: what the question asks about is very likely not covered, however
-# close the rest of its words land. PostgreSQL's "What new features were added in PostgreSQL
-# 17?" scored 0.70 (bench/abstention.py); git's "What's new in Git 2.45?" 0.61.
-UNKNOWN_VERSION_MARGIN = 0.3
+# A version or a named subject the documents never mention ("PostgreSQL 17" asked of the 15
+# docs, "git replay" of docs older than that command) is a stronger sign than an unknown name:
+# what the question asks about is very likely not covered, however close the rest of its words
+# land. PostgreSQL's "What new features were added in PostgreSQL 17?" scored 0.70
+# (bench/abstention.py); git's "What's new in Git 2.45?" 0.61.
+UNKNOWN_SUBJECT_MARGIN = 0.3
 # Coverage below this share earns no relief: one shared common word is no evidence.
 NO_RELIEF_BELOW = 0.25
 _SUFFIXES = ("ing", "ed", "es", "s", "ly")
 _TOKEN = re.compile(r"[\w.]*\w")
 _STOP = frozenset("me my mine our ours us i".split())
 _FILE_NAME = re.compile(r"(?<![\w.])\.?[A-Za-z][\w.-]*\.[a-z]{2,4}\b")
+# A command-line option ("--freeze-deps"): documentation that covers a tool lists its options.
+_LONG_OPTION = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 _VERSION = re.compile(r"\b([A-Z][\w+#-]*[A-Za-z])\s+v?(\d+(?:\.\d+)*)\b")
+_QUOTED = re.compile(r'"([^"]{2,60})"|\u201c([^\u201d]{2,60})\u201d|`([^`]{2,60})`')
+# "how do I use X to ...": X, up to three words, is what the user wants to work with. The
+# words that end it are the ones that start the rest of the sentence.
+_USE = re.compile(r"\b(?:use|using|run|running|install|installing|invoke|enable|enabling|set up|setting up)"
+                  r"\s+(?:the\s+|a\s+|an\s+|my\s+|our\s+)?([\w.+-]+(?:\s+[\w.+-]+){0,2})", re.IGNORECASE)
+_ENDS_SUBJECT = STOPWORDS | frozenset(
+    "while after before during without instead because since until every each all both some any "
+    "me my mine us".split())
 
 
 @dataclass(frozen=True)
@@ -77,15 +93,17 @@ def keyword_coverage(question: str, chunks: list[str]) -> float:
 
 
 def name_like(query: str) -> list[str]:
-    """The words of ``query`` that look like names: capitalised after the first word
-    ("MongoDB", "Patroni"), or holding a digit or underscore ("innodb_buffer_pool_size");
-    and file names whole (".gitlab-ci.yml", "pg_hba.conf"), checked as a phrase of their parts."""
-    names = [name.lower() for name in _FILE_NAME.findall(query)]
-    for position, token in enumerate(_TOKEN.findall(query)):
-        for word in re.findall(r"\w+", token):
+    """The words of ``query`` that look like names: capitalised other than at the start of a
+    sentence ("MongoDB", "Patroni"), or holding a digit or underscore ("innodb_buffer_pool_size");
+    and file names (".gitlab-ci.yml", "pg_hba.conf") and long options ("--freeze-deps") whole,
+    checked as a phrase of their parts."""
+    names = [name.lower() for name in _FILE_NAME.findall(query) + _LONG_OPTION.findall(query)]
+    for match in _TOKEN.finditer(query):
+        starts_sentence = re.search(r"(^|[.?!:])\s*$", query[: match.start()]) is not None
+        for word in re.findall(r"\w+", match.group()):
             if len(word) <= 2 or word.isdigit():
                 continue
-            capitalised = position > 0 and any(ch.isupper() for ch in word)
+            capitalised = not starts_sentence and any(ch.isupper() for ch in word)
             if capitalised or "_" in word or any(ch.isdigit() for ch in word):
                 names.append(word.lower())
     return list(dict.fromkeys(names))
@@ -98,10 +116,25 @@ def versions(query: str) -> list[str]:
     return list(dict.fromkeys(f"{name} {number}".lower() for name, number in _VERSION.findall(query)))
 
 
+def subjects(query: str) -> list[str]:
+    """What the query names as its subject: quoted phrases, and what it asks how to use, run,
+    install or enable ("How do I use git replay to ..." -> "git replay")."""
+    found = [next(g for g in groups if g).strip().lower() for groups in _QUOTED.findall(query)]
+    for span in _USE.findall(query):
+        words = []
+        for word in span.split():
+            if word.lower() in _ENDS_SUBJECT:
+                break
+            words.append(word.strip(".,;:!?").lower())
+        if words and words[-1]:
+            found.append(" ".join(words))
+    return list(dict.fromkeys(f for f in found if re.search(r"\w", f)))
+
+
 def unknown_terms(store, query: str, *, sources=None) -> tuple[str, ...]:
-    """The names and versions in the query that no chunk contains (per the store's keyword
-    index; a version must appear as the phrase, name then number)."""
-    wanted = name_like(query) + versions(query)
+    """The names, versions and subjects in the query that no chunk contains (per the store's
+    keyword index; several words must appear as the phrase, side by side)."""
+    wanted = name_like(query) + versions(query) + subjects(query)
     return tuple(dict.fromkeys(w for w in wanted if not store.has_term(w, sources=sources)))
 
 
@@ -121,8 +154,8 @@ def judge(query, candidates: list, store) -> Relevance:
     coverage = keyword_coverage(query.text, [h.text for h in top])
     unknown = unknown_terms(store, query.text, sources=query.sources) if query.unknown_term_margin > 0 else ()
     needed = query.score_threshold
-    if set(unknown) & set(versions(query.text)):
-        needed += UNKNOWN_VERSION_MARGIN
+    if set(unknown) & set(versions(query.text) + subjects(query.text)):
+        needed += UNKNOWN_SUBJECT_MARGIN
     elif unknown:
         needed += query.unknown_term_margin
     else:

@@ -20,6 +20,7 @@ proves each of these.
 from __future__ import annotations
 
 import time
+from bisect import bisect_left
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -47,6 +48,7 @@ if TYPE_CHECKING:
     from app.config import Settings
 
 Progress = Callable[[dict], None]
+PARSE_WORKERS = 2  # threads feeding as many parser processes: one per core
 
 
 @dataclass
@@ -95,6 +97,11 @@ class _Change:
     old_attachments: list[str] = field(default_factory=list)  # its attachments' sources in the catalog
     reserved: set[str] = field(default_factory=set)  # files on disk named like its attachments would be
     attached: list["_Attached"] = field(default_factory=list)  # its attachments, parsed and split
+
+    @property
+    def all_chunks(self) -> list[Chunk]:
+        """Its own chunks, then its attachments' (a mail's)."""
+        return self.chunks + [c for attached in self.attached for c in attached.chunks]
 
     @property
     def record(self) -> FileRecord:
@@ -317,20 +324,24 @@ def _parse(changes: list[_Change], settings: "Settings", summary: SyncSummary, p
             prepared.parsed[key] = _parse_file(parser, change)
         return prepared.parsed[key]
 
-    # Two threads feeding two worker processes: one per core.
-    with Parser(settings.parse_timeout_s, workers=2, ocr=ocr_options(settings), chunk_size=settings.chunk_size) as parser, \
-            ThreadPoolExecutor(max_workers=2) as pool:
+    # In this order, PARSE_WORKERS at a time: what a per-file progress display needs to know.
+    report({"stage": "parse", "done": 0, "total": len(changes), "files": [c.disk.source for c in changes],
+            "workers": PARSE_WORKERS})
+    with Parser(settings.parse_timeout_s, workers=PARSE_WORKERS, ocr=ocr_options(settings),
+                chunk_size=settings.chunk_size) as parser, ThreadPoolExecutor(max_workers=PARSE_WORKERS) as pool:
         for n, (change, result) in enumerate(zip(changes, pool.map(parse_one, changes)), start=1):
-            report({"stage": "parse", "file": change.disk.source, "done": n, "total": len(changes)})
+            event = {"stage": "parse", "file": change.disk.source, "done": n, "total": len(changes)}
             if isinstance(result, str):
                 summary.failed.append((change.disk.source, result))
                 (summary.added if change.is_new else summary.updated).remove(change.disk.source)
+                report({**event, "error": result})
                 continue
             change.document = result
             summary.notes += [f"{change.disk.source}: {note}" for note in result.notes]
             change.chunks = split_document(result, root=change.scope.key, source=change.disk.source,
                                            splitter=splitter, embed_headings=settings.embed_headings)
             _split_attachments(change, splitter, settings, summary)
+            report({**event, "chunks": len(change.all_chunks)})
 
 
 def _split_attachments(change: _Change, splitter, settings: "Settings", summary: SyncSummary) -> None:
@@ -387,17 +398,36 @@ def _embed(changes: list[_Change], writer: IndexWriter, embed: Embedder, summary
                 vectors.update(writer.stored_vectors(change.scope.key, source))
     todo: dict[str, str] = {}
     for change in changes:
-        for chunk in change.chunks + [c for attached in change.attached for c in attached.chunks]:
+        for chunk in change.all_chunks:
             if chunk.content_hash not in vectors:
                 todo.setdefault(chunk.content_hash, chunk.embed_text)
     hashes, texts = list(todo), list(todo.values())
-    report({"stage": "embed", "done": 0, "total": len(texts)})
+    per_file = _FileCounts(changes, hashes)
+    report({"stage": "embed", "done": 0, "total": len(texts), "files": per_file.at(0)})
     for start in range(0, len(texts), GROUP_SIZE):
         group = embed(texts[start:start + GROUP_SIZE])
         vectors.update(zip(hashes[start:start + GROUP_SIZE], group))
-        report({"stage": "embed", "done": min(start + GROUP_SIZE, len(texts)), "total": len(texts)})
+        done = min(start + GROUP_SIZE, len(texts))
+        report({"stage": "embed", "done": done, "total": len(texts), "files": per_file.at(done)})
     summary.chunks_embedded = len(texts)
     return vectors
+
+
+class _FileCounts:
+    """Per file, how many of the texts it waits for are embedded once the first ``done`` are:
+    {source: [embedded, to embed]}, for the files whose count changed since the last call."""
+
+    def __init__(self, changes: list[_Change], hashes: list[str]):
+        position = {h: i for i, h in enumerate(hashes)}
+        self.waiting = {c.disk.source: sorted({position[k.content_hash] for k in c.all_chunks if k.content_hash in position})
+                        for c in changes if c.document is not None}  # fmt: skip
+        self.last: dict[str, int] = {}
+
+    def at(self, done: int) -> dict[str, list[int]]:
+        counts = {source: bisect_left(positions, done) for source, positions in self.waiting.items()}
+        changed = {s: [n, len(self.waiting[s])] for s, n in counts.items() if self.last.get(s) != n}
+        self.last = counts
+        return changed
 
 
 # -- write ------------------------------------------------------------------------------------

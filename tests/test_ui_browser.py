@@ -11,6 +11,7 @@ are the ones the README quotes (time to first words and to the end, source click
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -18,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.servers import free_port, wait_for_http
+from tests.servers import converted_model_dir, free_port, openai_server, wait_for_http  # noqa: F401 (fixtures)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
@@ -121,6 +122,28 @@ def page(browser, server, workdir, request):
     assert not remote, f"the page fetched remote URLs: {remote}"
 
 
+# The lowest contrast ratio (WCAG) between a button's text and what is behind it.
+LOWEST_CONTRAST = """button => {
+  const rgba = c => c.match(/[\\d.]+/g).map(Number);
+  const behind = e => { for (; e; e = e.parentElement) { const c = rgba(getComputedStyle(e).backgroundColor);
+    if (c.length < 4 || c[3] > 0) return c; } return [255, 255, 255]; };
+  const lum = c => c.slice(0, 3).map(v => (v /= 255) <= 0.03928 ? v / 12.92 : ((v + 0.055) / 1.055) ** 2.4)
+    .reduce((sum, v, i) => sum + v * [0.2126, 0.7152, 0.0722][i], 0);
+  const bg = lum(behind(button));
+  const texts = [...button.querySelectorAll('*')].filter(e => [...e.childNodes].some(n => n.nodeType === 3 && n.textContent.trim()));
+  return Math.min(...texts.map(e => { const l = lum(rgba(getComputedStyle(e).color));
+    return (Math.max(l, bg) + 0.05) / (Math.min(l, bg) + 0.05); }));
+}"""
+OPEN_THREAD = '[data-testid="stSidebar"] [class*="st-key-thread-"] [data-testid="stBaseButton-secondary"]'
+
+
+def open_thread_contrast(page) -> float:
+    """The open conversation's entry in the sidebar (title and time): its lowest text contrast."""
+    entry = page.locator(OPEN_THREAD)
+    entry.wait_for()
+    return entry.evaluate(LOWEST_CONTRAST)
+
+
 def shot(page, workdir: Path, name: str) -> None:
     page.screenshot(path=str(workdir / "screenshots" / f"{name}.png"), animations="disabled")
 
@@ -143,7 +166,15 @@ def test_empty_state_then_documents_added_through_the_page(page, server, workdir
     send = page.locator('[data-testid="stChatInputSubmitButton"]')
     expect(send).to_be_enabled(timeout=60_000)
     send.click()
+    # One row per file while it is indexed: shown once a file is past "queued" (or, on a quick
+    # machine, the end report is there already).
+    moving = page.locator('[data-testid="stProgress"]').filter(has_text=re.compile(r" · (parsing|parsed|embedding|writing)"))
+    moving.or_(page.get_by_text("Index updated: 3 added")).first.wait_for(timeout=180_000)
+    shot(page, workdir, "upload-progress")
     page.get_by_text("Index updated: 3 added").wait_for(timeout=180_000)
+    for name in [*DOCS, "boiler.pdf"]:  # how each file ended, on its own line
+        page.get_by_text(f"{name} · indexed, ").first.wait_for()  # (twice while the rerun replaces the rows)
+    shot(page, workdir, "uploaded")
     page.get_by_text("What would you like to know?").wait_for()
     page.get_by_text("3 documents indexed").wait_for()
     page.locator('[data-testid="stButton"] button', has_text="?").nth(2).wait_for()  # three example questions
@@ -195,6 +226,7 @@ def test_stop_keeps_the_partial_answer_and_the_thread_exports(page, server, work
     page.get_by_text("Stopped: the answer above is the part that had arrived").wait_for(timeout=60_000)
     assert page.get_by_text("Stopped: the answer above").count() == 1  # shown once, saved or not yet
     assert "Tuesday" in page.locator('[data-testid="stChatMessage"]').nth(1).inner_text()
+    assert open_thread_contrast(page) >= 4.5  # the open thread's title and time read well (WCAG AA)
     shot(page, workdir, "stopped")
 
     page.get_by_text("Rename, export or delete").click()
@@ -218,6 +250,49 @@ def test_library_lists_every_document_and_opens_one(page, server, workdir):
     dialog.wait_for(state="hidden")  # the page reruns as the dialog closes: click after that
     page.get_by_role("button", name="Re-index").click()  # read again, passages replaced
     page.get_by_text("boiler.pdf: re-indexed").wait_for(timeout=120_000)
+    # The Library's own uploader: a file it can read and one it cannot, each on its own line.
+    (workdir / "notes.md").write_text("# Notes\n\nThe gate code is 4711.\n")
+    (workdir / "tool.exe").write_bytes(b"MZ")
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
+        [str(workdir / "notes.md"), str(workdir / "tool.exe")])  # fmt: skip
+    page.locator('[data-testid="stFileChip"]', has_text="tool.exe").wait_for()
+    add = page.get_by_role("button", name="Add and index")
+    from playwright.sync_api import expect
+
+    expect(add).to_be_enabled(timeout=60_000)  # Streamlit holds a form's submit while its files upload
+    add.click()
+    page.get_by_text("notes.md · indexed, 1 passage").first.wait_for(timeout=120_000)
+    page.get_by_text("tool.exe · not added: docchat cannot read .exe files").first.wait_for()
+    page.get_by_text("4 documents indexed").wait_for()
+    shot(page, workdir, "library-uploaded")
+
+
+def test_switch_the_chat_model_to_an_openai_compatible_server(page, server, workdir, openai_server):
+    """The real `transformers serve` on loopback: picked in the page, it answers the next question."""
+    page.goto(server)
+    page.get_by_text("What would you like to know?").wait_for(timeout=120_000)
+    sidebar = page.get_by_test_id("stSidebar")
+    sidebar.get_by_text("Settings", exact=True).click()
+    sidebar.get_by_role("button", name="Change the chat model").click()
+    menu = page.get_by_test_id("stPopoverBody")
+    menu.get_by_test_id("stSelectbox").click()
+    page.get_by_role("option", name="OpenAI-compatible server").click()
+    url = menu.get_by_label("Server URL")
+    url.fill(openai_server.url)
+    url.press("Enter")
+    model = menu.get_by_label("Model", exact=True)
+    model.fill(openai_server.model_dir)
+    model.press("Enter")
+    shot(page, workdir, "model-chooser")
+    menu.get_by_role("button", name="Use this model").click()
+    sidebar.get_by_text("Chat model: openai").wait_for(timeout=60_000)  # from the next question on
+    asked = openai_server.log_path.read_text().count("/v1/chat/completions")
+    box = page.get_by_placeholder("Ask about your documents")
+    box.fill(PDF_QUESTION)
+    box.press("Enter")
+    page.get_by_text("How this was answered").wait_for(timeout=240_000)
+    assert openai_server.log_path.read_text().count("/v1/chat/completions") > asked  # the server answered
+    shot(page, workdir, "model-switched")
 
 
 def test_phone_sized_screen(page, server, workdir):
@@ -232,7 +307,12 @@ def test_phone_sized_screen(page, server, workdir):
 def test_dark_theme_from_the_menu(page, server, workdir):
     page.goto(server)
     page.get_by_text("What would you like to know?").wait_for(timeout=120_000)
+    page.locator('[data-testid="stSidebar"] [class*="st-key-thread-"] button').first.click()  # open a conversation
+    page.locator('[data-testid="stChatMessage"]').first.wait_for()
     page.locator('[data-testid="stMainMenu"]').click()
     page.get_by_test_id("stMainMenuItem-theme-Dark").click()  # System, Light, Dark
     page.wait_for_function("getComputedStyle(document.querySelector('.stApp')).backgroundColor !== 'rgb(255, 255, 255)'")
+    page.keyboard.press("Escape")  # the menu closes
+    page.get_by_test_id("stMainMenuItem-theme-Dark").wait_for(state="hidden")
+    assert open_thread_contrast(page) >= 4.5  # the open thread's title and time, in the dark theme too
     shot(page, workdir, "dark")

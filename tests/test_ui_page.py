@@ -230,7 +230,9 @@ def test_upload_ingest_list_and_resync(settings):
     assert sorted(p.name for p in docs.iterdir()) == ["broken.pdf", "faq.html", "guide.md"]
     shown = texts(at)
     assert "Index updated: 2 added" in shown
-    assert "Could not index broken.pdf" in shown  # the failed file is named, the rest went in
+    # One line per uploaded file, how it ended: the failed one named with its reason.
+    assert "guide.md · indexed, 1 passage" in shown and "faq.html · indexed" in shown
+    assert "broken.pdf · failed: " in shown
     assert "What would you like to know?" in shown and "2 documents indexed" in shown  # the first screen
     assert any((b.key or "").startswith("example-") for b in at.button)  # questions from the documents
     assert not at.chat_input[0].disabled
@@ -249,7 +251,7 @@ def test_uploads_over_the_size_limit_are_refused(monkeypatch, settings):
     monkeypatch.setenv("DOCCHAT_UPLOAD_MAX_MB", "0.001")
     at = upload(page(), ("big.md", b"x" * 5000, "text/markdown"))
     assert not at.exception
-    assert "big.md was not added" in texts(at) and "DOCCHAT_UPLOAD_MAX_MB" in texts(at)
+    assert "big.md · not added: " in texts(at) and "DOCCHAT_UPLOAD_MAX_MB" in texts(at)
     assert not settings.docs_path.exists() or not any(settings.docs_path.iterdir())
 
 

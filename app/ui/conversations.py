@@ -35,11 +35,13 @@ def threads_panel(settings, known_sources: set[str]) -> str | None:
     for group, members in groupby(threads, key=lambda t: age_group(t.updated)):
         st.caption(group)
         for thread in members:
-            date = f"· {when(thread.updated)}"
+            title, date = escape_markdown(thread.title or "Untitled"), f"· {when(thread.updated)}"
+            # The open thread stands out by its frame and bold title, in the theme's own text
+            # colour: a filled primary button put its date, dark, on the red (unreadable).
             st.button(
-                escape_markdown(thread.title or "Untitled") + (f" {date}" if thread.id == current else f" :gray[{date}]"),
+                f"**{title}** {date}" if thread.id == current else f"{title} :gray[{date}]",
                 key=f"thread-{thread.id}",
-                type="primary" if thread.id == current else "tertiary",
+                type="secondary" if thread.id == current else "tertiary",
                 width="stretch",
                 on_click=open_thread,
                 args=(store, thread.id, known_sources),

@@ -12,13 +12,16 @@ from pathlib import Path
 from app.ui.uploads import SavedUploads, Upload, save_uploads
 
 
-def add_uploads(settings, uploads: list[Upload], *, embedder=None, progress=None):
+def add_uploads(settings, uploads: list[Upload], *, embedder=None, progress=None, on_saved=None):
     """Save the uploads into the documents folder and ingest it. Returns (saved, summary).
 
     ``summary`` is None when nothing was saved (every file refused). An upload the ingest
     skipped is listed in ``saved.rejected`` with the reason, so the page names it.
+    ``on_saved(saved)`` is called once the files are saved, before the ingest starts.
     """
     saved: SavedUploads = save_uploads(uploads, settings.docs_path, settings.upload_max_mb)
+    if on_saved is not None:
+        on_saved(saved)
     if not saved.saved:
         return saved, None
     summary = sync_folder(settings, embedder=embedder, progress=progress)

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from app.ui import library, resources
+from app.ui import library, resources, upload_progress
 from app.ui.chat import show_error
 from app.ui.sanitize import escape_markdown
 from app.ui.uploads import Upload
@@ -40,49 +40,59 @@ def upload_form(settings) -> None:
 
 
 def ingest_uploads(settings, files) -> None:
-    """Save and index files the browser sent (the upload form, or the question box)."""
+    """Save and index files the browser sent (the upload form, or the question box), with a
+    progress row per file: queued, parsing, embedding, then indexed, or why not."""
     uploads = [Upload(f.name, f.getvalue()) for f in files]
-    run_ingest(settings, lambda progress: library.add_uploads(
-        settings, uploads, embedder=resources.embedder(settings), progress=progress
-    ))  # fmt: skip
+    rows = upload_progress.FileRows([u.name for u in uploads])
+    redraw = upload_progress.show_rows(rows)
+    run_ingest(settings, lambda: library.add_uploads(
+        settings, uploads, embedder=resources.embedder(settings),
+        on_saved=lambda saved: redraw(rows.saved(saved, settings.docs_path)),
+        progress=lambda event: redraw(rows(event)),
+    ), rows=rows, on_error=lambda: redraw(rows.stopped()))  # fmt: skip
 
 
 def resync(settings) -> None:
-    run_ingest(settings, lambda progress: (None, library.sync_folder(
-        settings, embedder=resources.embedder(settings), progress=progress
-    )))  # fmt: skip
-
-
-def run_ingest(settings, action) -> None:
-    """Run an ingest with a progress bar, then rerun so every panel sees the new index.
-
-    What changed and which files failed is kept in the session and shown after the rerun.
-    """
     bar = st.progress(0.0, text="Indexing…")
+    run_ingest(settings, lambda: (None, library.sync_folder(
+        settings, embedder=resources.embedder(settings), progress=lambda event: _move(bar, event)
+    )), on_error=bar.empty)  # fmt: skip
 
-    def progress(event: dict) -> None:
-        stage, done, total = event.get("stage"), event.get("done", 0), event.get("total") or 0
-        if stage not in STAGES:
-            return
-        start, end, verb = STAGES[stage]
-        fraction = start + (end - start) * (done / total if total else 1.0)
-        counted = f" {done}/{total}" if total else ""
-        bar.progress(min(fraction, 1.0), text=escape_markdown(f"{verb}{counted} {event.get('file', '')}".rstrip()))
 
+def _move(bar, event: dict) -> None:
+    """One bar for a whole re-sync (a folder may hold thousands of files)."""
+    stage, done, total = event.get("stage"), event.get("done", 0), event.get("total") or 0
+    if stage not in STAGES:
+        return
+    start, end, verb = STAGES[stage]
+    fraction = start + (end - start) * (done / total if total else 1.0)
+    counted = f" {done}/{total}" if total else ""
+    bar.progress(min(fraction, 1.0), text=escape_markdown(f"{verb}{counted} {event.get('file', '')}".rstrip()))
+
+
+def run_ingest(settings, action, *, rows=None, on_error=None) -> None:
+    """Run an ingest (``action()`` -> (saved, summary), drawing its own progress), then rerun
+    so every panel sees the new index. What changed, and per uploaded file how it ended, is
+    kept in the session and shown after the rerun."""
     try:
-        saved, summary = action(progress)
+        saved, summary = action()
     except Exception as exc:
-        bar.empty()
+        if on_error is not None:
+            on_error()
         show_error(exc)
         return
-    st.session_state[REPORT] = _report(saved, summary)
+    st.session_state[REPORT] = _report(saved, summary, rows)
     library.save_status(settings, saved, summary)
     st.rerun()
 
 
-def _report(saved, summary) -> list[tuple[str, str]]:
-    """(kind, text) lines saying what an ingest did, failures first-class."""
-    lines = [("warning", f"{name} was not added: {reason}.") for name, reason in (saved.rejected if saved else [])]
+def _report(saved, summary, rows=None) -> list[tuple[str, str]]:
+    """(kind, text) lines saying what an ingest did, failures first-class: per uploaded file
+    ("file:STATE" lines), then the totals, then files of the folder that failed besides."""
+    lines = [(f"file:{state}", text) for state, text in rows.report()] if rows else []
+    named = {r.source for r in rows.rows} | {r.name for r in rows.rows} if rows else set()
+    lines += [("warning", f"{name} was not added: {reason}.")
+              for name, reason in (saved.rejected if saved else []) if name not in named]  # fmt: skip
     if summary is not None:
         counts = [len(summary.added), len(summary.updated), len(summary.deleted)]
         lines.append(
@@ -91,13 +101,17 @@ def _report(saved, summary) -> list[tuple[str, str]]:
             if any(counts)
             else ("success", "The index is already up to date.")
         )  # fmt: skip
-        lines += [("warning", f"Could not index {source}: {reason}") for source, reason in summary.failed]
+        lines += [("warning", f"Could not index {source}: {reason}")
+                  for source, reason in summary.failed if source not in named]  # fmt: skip
     return lines
 
 
 def show_report() -> None:
     for kind, text in st.session_state.pop(REPORT, []):
-        getattr(st, kind)(escape_markdown(text))
+        if kind.startswith("file:"):
+            upload_progress.show_line(kind.removeprefix("file:"), text)
+        else:
+            getattr(st, kind)(escape_markdown(text))
 
 
 # -- settings --------------------------------------------------------------------------------

@@ -25,9 +25,11 @@ class Upload:
 
 @dataclass
 class SavedUploads:
-    """What happened to a batch of uploads: saved paths, and (name, reason) for the rest."""
+    """What happened to a batch of uploads: saved paths (``names``: each one's name as sent),
+    and (name, reason) for the rest."""
 
     saved: list[Path] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
     rejected: list[tuple[str, str]] = field(default_factory=list)
 
 
@@ -48,6 +50,7 @@ def save_uploads(uploads: list[Upload], folder: Path, max_mb: float) -> SavedUpl
             result.rejected.append((upload.name, _unsupported(name)))
             continue
         result.saved.append(_write_new(folder, name, upload.data))
+        result.names.append(upload.name)
     return result
 
 

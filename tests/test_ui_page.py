@@ -273,6 +273,7 @@ def test_settings_panel_shows_the_backend_and_the_doctor_status(monkeypatch):
 def test_the_chat_model_is_switched_in_the_page(monkeypatch):
     closed = closed_port_url()
     at = page()
+    at.toggle(key="model-menu").set_value(True).run()
     at.selectbox(key="pick-backend").set_value("ollama").run()
     at.text_input(key="pick-ollama-host").set_value(closed).run()
     assert "No Ollama server with a chat model answers" in texts(at)  # and how to get one

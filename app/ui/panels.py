@@ -159,7 +159,11 @@ def _model_chooser(settings) -> None:
     from app.backends.advice import ollama_chat_models
     from app.config import DEFAULT_LLM_MODELS
 
-    with st.popover("Change the chat model", icon=":material/swap_horiz:", key="model-menu"):
+    # Inline, not a popover: a popover opens below its button and, low in a long sidebar, ran off
+    # the bottom of the window with "Use this model" out of reach (seen in the browser test).
+    if not st.toggle("Change the chat model", key="model-menu"):
+        return
+    with st.container(border=True, key="model-chooser"):
         backend = st.selectbox("Backend", list(BACKEND_NAMES), format_func=BACKEND_NAMES.get,
                                index=list(BACKEND_NAMES).index(settings.llm_backend), key="pick-backend")  # fmt: skip
         update = {"llm_backend": backend}

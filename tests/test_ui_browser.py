@@ -214,6 +214,11 @@ def test_ask_and_open_the_pdf_source_at_its_page(page, server, workdir):
     assert len(answered) == 1 and "INFO" in answered[0]  # one line per question, at INFO
 
 
+def wait_until_idle(page) -> None:
+    """Until Streamlit has finished running the page script (its own end-to-end tests wait so)."""
+    page.locator("[data-testid=stApp][data-test-script-state=notRunning]").wait_for(timeout=60_000)
+
+
 def test_stop_keeps_the_partial_answer_and_the_thread_exports(page, server, workdir):
     page.goto(server)
     page.get_by_role("button", name="New conversation").click()
@@ -229,7 +234,9 @@ def test_stop_keeps_the_partial_answer_and_the_thread_exports(page, server, work
     assert open_thread_contrast(page) >= 4.5  # the open thread's title and time read well (WCAG AA)
     shot(page, workdir, "stopped")
 
+    wait_until_idle(page)  # the stop's save reruns the page; a click during it can be lost
     page.get_by_text("Rename, export or delete").click()
+    wait_until_idle(page)
     with page.expect_download() as download:
         page.get_by_role("button", name="Markdown").click()
     exported = Path(download.value.path()).read_text()

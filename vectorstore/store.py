@@ -260,13 +260,9 @@ class Store:
             return []
         terms = list(dict.fromkeys(words))
         match = " OR ".join(f'"{w}"' for w in terms)
-        where, params = source_filter(sources, "c.source")
-        candidates = {}  # segment number -> its best (chunk id, its own bm25 rank), a wide net
-        for n in range(len(self._segments)):
-            candidates[n] = self._db.execute(
-                f"SELECT c.id, f.rank FROM s{n}.chunks_fts AS f JOIN s{n}.chunks c ON c.id = f.rowid "
-                f"WHERE f.chunks_fts MATCH ? AND {where} AND c.id NOT IN (SELECT id FROM main.deleted) "
-                "ORDER BY f.rank LIMIT ?", [match, *params, k * CANDIDATES_PER_RESULT]).fetchall()
+        # each segment's best by its own BM25, a wide net; re-scored below with the index's statistics
+        candidates = dict(enumerate(self._fts(match, sources, "f.rank AS rank", "ORDER BY f.rank LIMIT ?",
+                                              [k * CANDIDATES_PER_RESULT])))
         scored = sorted(self._bm25(terms, candidates).items(), key=lambda item: -item[1])[:k]
         return self._hits(scored)
 
@@ -330,18 +326,19 @@ class Store:
         words = _WORD.findall(term.lower())
         if not words:
             return False
-        return bool(self._fts('"' + " ".join(words) + '"', sources, "1", "LIMIT 1", []))
+        return any(self._fts('"' + " ".join(words) + '"', sources, "1", "LIMIT 1", []))
 
-    def _fts(self, match: str, sources: list[str] | None, columns: str, tail: str, extra: list) -> list:
-        """One FTS5 query per segment (each has its own index), live chunks only."""
+    def _fts(self, match: str, sources: list[str] | None, columns: str, tail: str, extra: list) -> list[list]:
+        """One FTS5 query per segment (each has its own index), live chunks only: the rows of
+        each segment, in segment order."""
         where, params = source_filter(sources, "c.source")
         rows = []
         for n in range(len(self._segments)):
-            rows += self._db.execute(
+            rows.append(self._db.execute(
                 f"SELECT c.id AS id, {columns} FROM s{n}.chunks_fts AS f JOIN s{n}.chunks c ON c.id = f.rowid "
                 f"WHERE f.chunks_fts MATCH ? AND {where} AND c.id NOT IN (SELECT id FROM main.deleted) {tail}",
                 [match, *params, *extra],
-            ).fetchall()
+            ).fetchall())
         return rows
 
     def ids_held(self, chunk_ids: np.ndarray) -> dict[str, np.ndarray]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 
 
@@ -57,10 +56,11 @@ def run(settings, args) -> int:
 def same_words(streamed: str, checked: str) -> bool:
     """Whether the checked answer says what streamed: the same words, apart from the [n]
     markers attribution adds after the stream."""
+    from app.engine.attribution import CITATION
     from app.engine.guard import words
 
     def plain(text: str) -> list[str]:
-        return words(re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
+        return words(CITATION.sub(" ", text))
 
     return plain(streamed) == plain(checked)
 

@@ -22,7 +22,7 @@ MIN_SHARE = 0.6
 
 _SPLIT = re.compile(r"((?<=[.!?])\s+|\n+)")
 _WORD = re.compile(r"[a-z0-9_]+")
-_CITED = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
+CITATION = re.compile(r"\[\d+(?:\s*,\s*\d+)*\]")
 STOPWORDS = frozenset(
     "a an and are as at be been but by can could do does for from had has have how i if in into "
     "is it its may might must no not of on or our should so such than that the their them then "
@@ -60,7 +60,7 @@ def attribute(text: str, sources: list[Source]) -> tuple[str, list[int]]:
     parts = _SPLIT.split(text)
     for i in range(0, len(parts), 2):  # even indices are sentences, odd ones separators
         sentence = parts[i]
-        if not sentence.strip() or _CITED.search(sentence):
+        if not sentence.strip() or CITATION.search(sentence):
             continue
         n = best_source(sentence, sources, vocab)
         if n is not None:

@@ -14,7 +14,7 @@ import re
 import numpy as np
 
 from app.engine.answer import Evidence
-from app.engine.attribution import content_words
+from app.engine.attribution import CITATION, content_words
 from app.engine.relevance import stems
 
 # Sentences shorter or longer than these (in words) are not quoted as evidence: a heading
@@ -247,7 +247,7 @@ def is_refusal(text: str, not_found: str) -> bool:
 
 def grounding(text: str, sources) -> float:
     """The share of the answer's content words that occur in the sources (1.0 for no words)."""
-    mine = content_words(re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
+    mine = content_words(CITATION.sub(" ", text))
     if not mine:
         return 0.0
     theirs = set().union(*(content_words(s.text) for s in sources)) if sources else set()

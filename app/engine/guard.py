@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from app.engine.attribution import content_words
+from app.engine.attribution import CITATION, content_words
 
 # Problem names, as recorded in Answer.problems and counted by `docchat eval`.
 MARKUP = "markup"  # fence, role or prompt-structure text copied into the answer
@@ -99,7 +99,7 @@ _LIST_MARKER = re.compile(r"^\s*\d+[.)](?=\s)", re.MULTILINE)
 def numbers(text: str) -> list[str]:
     """The figures in ``text`` with their unit if any ("4MB", "25%"; not the [n] of citations,
     not list numbering), as written."""
-    text = _LIST_MARKER.sub(" ", re.sub(r"\[\d+(?:\s*,\s*\d+)*\]", " ", text))
+    text = _LIST_MARKER.sub(" ", CITATION.sub(" ", text))
     return ["".join(m) for m in _NUMBER.findall(text)]
 
 

@@ -274,6 +274,26 @@ def test_library_lists_every_document_and_opens_one(page, server, workdir):
     shot(page, workdir, "library-uploaded")
 
 
+def choose(page, select, option: str) -> None:
+    """Pick `option` in a Streamlit select (a react-aria combobox: its chevron opens the list).
+
+    The list closes itself when the sidebar scrolls under it, and the Settings expander's opening
+    animation scrolls the sidebar for most of a second (traced: the list opened, the sidebar
+    scrolled to bring the focused box into view, the list closed 50 ms later). A user clicks again;
+    so does this, until the option can be clicked.
+    """
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
+    for _ in range(5):
+        select.get_by_role("button", name="Open").click()
+        try:
+            page.get_by_role("option", name=option).click(timeout=3_000)
+            return
+        except PlaywrightTimeout:
+            continue
+    raise AssertionError(f"the select's list never stayed open long enough to pick {option!r}")
+
+
 def test_switch_the_chat_model_to_an_openai_compatible_server(page, server, workdir, openai_server):
     """The real `transformers serve` on loopback: picked in the page, it answers the next question."""
     page.goto(server)
@@ -282,8 +302,8 @@ def test_switch_the_chat_model_to_an_openai_compatible_server(page, server, work
     sidebar.get_by_text("Settings", exact=True).click()
     sidebar.get_by_text("Change the chat model").click()  # a toggle: the chooser opens inline
     menu = page.locator(".st-key-model-chooser")
-    menu.get_by_test_id("stSelectbox").click()
-    page.get_by_role("option", name="OpenAI-compatible server").click()
+    choose(page, menu.get_by_test_id("stSelectbox"), "OpenAI-compatible server")
+    wait_until_idle(page)  # the server's fields appear in the rerun the choice starts
     url = menu.get_by_label("Server URL")
     url.fill(openai_server.url)
     url.press("Enter")

@@ -205,7 +205,9 @@ def test_ask_and_open_the_pdf_source_at_its_page(page, server, workdir):
     clicked = time.monotonic()
     card.get_by_role("button", name="Open").click()
     dialog = page.get_by_role("dialog")
-    dialog.locator("[data-testid=stImage] img").wait_for(timeout=60_000)  # the page itself, rendered here
+    image = dialog.locator("[data-testid=stImage] img")
+    image.wait_for(timeout=60_000)  # the page itself, rendered here ...
+    page.wait_for_function("i => i.complete && i.naturalWidth > 600", arg=image.element_handle(), timeout=60_000)  # ... and drawn
     FIGURES["source click to page shown"] = time.monotonic() - clicked
     dialog.get_by_text("boiler.pdf, page 2").wait_for()
     dialog.get_by_text("Download the file").wait_for()

@@ -17,7 +17,7 @@ from langchain_core.messages import AIMessage
 from app.config import with_overrides
 from app.engine import Done, Engine, Token
 from app.engine.guard import (
-    FAKE_QUOTE, MARKUP, PROMPT_ECHO, REPETITION, UNSUPPORTED_LINK, UNSUPPORTED_NAME, UNSUPPORTED_NUMBER, PromptLines,
+    FAKE_QUOTE, MARKUP, MISPLACED_PATH, PROMPT_ECHO, REPETITION, UNSUPPORTED_LINK, UNSUPPORTED_NAME, UNSUPPORTED_NUMBER, PromptLines,
     StreamGuard, check_answer,
 )
 from app.engine.prompts import load_prompts
@@ -135,6 +135,35 @@ def test_the_stream_guard_stops_when_the_model_writes_the_next_turn(prompt_lines
     guard = StreamGuard(prompt_lines, SOURCE)
     shown = stream(guard, "It is descaled every 6 weeks [1].\nQuestion: what about the tank? The tank holds 2.5 litres.")
     assert guard.stop and "Question" not in shown and "tank holds" not in shown
+
+
+# The samples' privacy-and-data.pdf, page 1, and what SmolLM2 wrote under its quotes (the
+# README's first question, "Where are my conversations stored?", in the page): every word is
+# in the source, and the path belongs to another sentence.
+PRIVACY = ("The index (FAISS vectors and an SQLite catalog of chunks) is in data/index. Conversations are in\n"
+           "data/threads.sqlite. The converted chat model is cached in data/models. Documents uploaded through "
+           "the chat page are copied to data/documents.\nThis parameter can only be set in the postgresql.conf file. "
+           "Images and/or scans are read with OCR.")
+SWAPPED_PATH = "The conversations are stored in the data/documents folder [3]."
+
+
+def test_a_path_the_sources_give_for_something_else_is_removed(prompt_lines):
+    checked = check_answer("Conversations are kept in data/threads.sqlite [1]. " + SWAPPED_PATH, prompt_lines, PRIVACY)
+    assert checked.problems == [MISPLACED_PATH]
+    assert checked.text == "Conversations are kept in data/threads.sqlite [1]."
+    shown = stream(StreamGuard(prompt_lines, PRIVACY), SWAPPED_PATH)
+    assert "data/documents" not in shown  # held back while it streams, not shown and taken back
+
+
+@pytest.mark.parametrize("good", [
+    "Uploaded documents are copied to data/documents [1].",
+    "The index is kept in data/index, in FAISS and SQLite.",
+    "Set it in postgresql.conf.",
+    "See data/documents.",  # nothing but where: nothing to misplace
+    "Conversations can be searched and/or exported.",  # words, not a path
+])
+def test_a_path_used_as_the_sources_use_it_stays(prompt_lines, good):
+    assert check_answer(good, prompt_lines, PRIVACY).text == good
 
 
 # -- through the engine -------------------------------------------------------------------------

@@ -30,6 +30,7 @@ REPETITION = "repetition"  # the same sentence (or phrase loop) again
 UNSUPPORTED_LINK = "unsupported_link"  # a URL or e-mail address no source contains
 UNSUPPORTED_NUMBER = "unsupported_number"  # a figure no source contains (made up)
 UNSUPPORTED_NAME = "unsupported_name"  # an identifier, acronym or CamelCase name no source contains
+MISPLACED_PATH = "misplaced_path"  # a path or file name the sources give for something else
 FAKE_QUOTE = "fake_quote"  # a "> quote" that is not in the sources, or docchat's own quote label
 EMPTY = "empty"  # nothing left to show
 
@@ -91,6 +92,17 @@ _NUMBER = re.compile(r"(?<![\w.\[])(\d+(?:[.,]\d+)*)([a-zA-Z%]{0,3})(?![\w\]])")
 # (JSON, WAL) and CamelCase (PostgreSQL, MongoDB).
 COMMON_CAPITALS = frozenset({"OK", "ID", "IDs", "AM", "PM", "FAQ", "FAQs", "TL", "DR"})
 _IDENTIFIER = re.compile(r"\b(?:[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Z0-9]{1,}s?|[A-Za-z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
+
+
+# A path or file name: "data/threads.sqlite", "/etc/hosts", "pg_hba.conf" (a name, a dot, then
+# 2-5 letters: "e.g." and "3.11" are not file names); "and/or" and its like are words, not paths.
+_PATH = re.compile(r"(?<![\w/.])(?:[\w.~-]*/[\w./~-]*\w|[a-z_][\w-]+\.[a-z]{2,5})(?![\w/])", re.I)
+# Words that say where a thing is, not what it is: they tie a path to nothing in particular.
+_PLACE_WORDS = frozenset("see use check look find found locate located store stored kept keep file files "
+                         "folder folders directory directories path name named set edit open".split())
+_NOT_PATHS = frozenset({"and/or", "either/or", "i/o", "tcp/ip", "input/output", "read/write", "client/server",
+                        "yes/no", "on/off", "true/false", "he/she", "his/her", "s/he"})
+_SOURCE_SENTENCE_END = re.compile(r"(?<=[.!?:;])\s+|\n\s*\n")
 
 
 _LIST_MARKER = re.compile(r"^\s*\d+[.)](?=\s)", re.MULTILINE)
@@ -181,6 +193,7 @@ class SentenceJudge:
         self.prompt = prompt
         self.source_text = source_text.lower()
         self.seen: list[list[str]] = []
+        self._sentences: list[str] | None = None
 
     def problem(self, sentence: str) -> str | None:
         """What is wrong with this sentence, if anything (it is remembered either way)."""
@@ -216,6 +229,35 @@ class SentenceJudge:
         return [n for n in names if not any(re.search(rf"(?<!\w){re.escape(form)}(?!\w)", self.source_text)
                                             for form in {n.lower(), n.lower().removesuffix("s")})]
 
+    def misplaced_paths(self, sentence: str) -> list[str]:
+        """Paths the sentence ties to something no source sentence naming them speaks of.
+
+        A small model swaps places between true facts: "Conversations are in
+        data/threads.sqlite. ... Documents uploaded ... are copied to data/documents." became
+        "The conversations are stored in the data/documents folder." Every word is in the
+        sources, so only this catches it: the sentence's words besides the path (stemmed) must
+        meet those of at least one source sentence that names the path. Words that only say
+        where ("stored", "folder") do not count, and a sentence with nothing else ("See
+        postgresql.conf.") is left alone."""
+        from app.engine.relevance import stems
+
+        found = []
+        for path in dict.fromkeys(_PATH.findall(_URL.sub(" ", CITATION.sub(" ", sentence)))):
+            if path.lower() in _NOT_PATHS:
+                continue
+            said = stems(sentence.replace(path, " ")) - stems(" ".join(_PLACE_WORDS))
+            if not said:
+                continue
+            naming = [s for s in self._source_sentences() if path.lower() in s]
+            if naming and not any(said & stems(s.replace(path.lower(), " ")) for s in naming):
+                found.append(path)
+        return found
+
+    def _source_sentences(self) -> list[str]:
+        if self._sentences is None:
+            self._sentences = _SOURCE_SENTENCE_END.split(self.source_text)
+        return self._sentences
+
     def fake_quote(self, line: str, label: str) -> bool:
         """A quoted line ("> ...") whose words are not in the sources, or docchat's own label:
         the model imitating a quoted answer it saw in the conversation."""
@@ -232,7 +274,7 @@ class SentenceJudge:
         """Whether an unfinished sentence must wait until it ends before it is shown."""
         if partial.lstrip().startswith(">") or "quoted from" in partial.lower():
             return True  # maybe imitating a quoted answer: judged when the line ends
-        if "<" in partial or _MARKUP.search(partial) or _URL.search(partial) or any(
+        if "<" in partial or _MARKUP.search(partial) or _URL.search(partial) or _PATH.search(partial) or any(
             mark in partial for mark in ("http", "@", "www", "&gt;", "&lt;")
         ):
             return True
@@ -308,6 +350,9 @@ def check_answer(text: str, prompt: PromptLines, sources_text: str, quote_label:
                 continue
             if judge.unsupported_names(sentence):
                 problems.append(UNSUPPORTED_NAME)
+                continue
+            if judge.misplaced_paths(sentence):
+                problems.append(MISPLACED_PATH)
                 continue
             links = judge.unsupported_links(sentence)
             if links:
@@ -399,6 +444,8 @@ class StreamGuard:
             self.stop = self.repeats >= self.MAX_REPEATS
         if problem:
             self.stop = self.stop or problem == MARKUP
+            return ""
+        if self.judge.misplaced_paths(body):
             return ""
         links = self.judge.unsupported_links(body)
         rest = sentence[already:]

@@ -26,6 +26,7 @@ PROBLEM_WORDS = {
     "unsupported_link": "it gave a link that is in none of your documents",
     "unsupported_number": "it gave a figure that is in none of your documents",
     "unsupported_name": "it named something that is in none of your documents",
+    "misplaced_path": "it gave a path your documents give for something else",
     "fake_quote": "it made up a quotation",
     "empty": "nothing usable was left",
 }

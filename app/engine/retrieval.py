@@ -6,6 +6,7 @@ that other rankers (keyword fusion, a re-ranker) can be hooked in as one more st
 
 from __future__ import annotations
 
+import functools
 import re
 import time
 from dataclasses import dataclass, field
@@ -107,7 +108,7 @@ def drop_near_duplicates(hits: list) -> list:
         if content_hash and content_hash in kept_hashes:
             continue
         words = _words(hit.text)
-        if any(_jaccard(words, other) >= NEAR_DUPLICATE_JACCARD for other in kept_words):
+        if any(_near_duplicate(words, other) for other in kept_words):
             continue
         kept.append(hit)
         kept_words.append(words)
@@ -127,8 +128,17 @@ def select_mmr(hits: list, query_vector: np.ndarray, store, k: int, lambda_mult:
     return [hits[i] for i in order]
 
 
+@functools.lru_cache(maxsize=512)  # retrieve() de-duplicates the same candidates twice
 def _words(text: str) -> frozenset[str]:
     return frozenset(re.findall(r"\w+", text.lower()))
+
+
+@functools.lru_cache(maxsize=4096)  # ... so each pair is judged once per query, not twice
+def _near_duplicate(a: frozenset, b: frozenset) -> bool:
+    # Jaccard >= t needs the smaller set to hold >= t of the larger's size: a cheap first test.
+    if min(len(a), len(b)) < NEAR_DUPLICATE_JACCARD * max(len(a), len(b)):
+        return False
+    return _jaccard(a, b) >= NEAR_DUPLICATE_JACCARD
 
 
 def _jaccard(a: frozenset, b: frozenset) -> float:

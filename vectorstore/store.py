@@ -26,6 +26,10 @@ OPEN_ATTEMPTS = 5  # each retry means a writer published meanwhile: a few cover 
 # IVF lists searched per query: a 16th of them (at least 32). bench/scale.py measures recall@10
 # against exact search and the latency this costs.
 NPROBE_SHARE, NPROBE_MIN = 16, 32
+# A search restricted to a few documents scores their vectors exactly instead of probing IVF
+# lists: the probed lists may hold none of them (recall@10 0.66 for one 1,000-chunk folder of a
+# 100k index, bench/postgres_store.py). Up to this many vectors (15 MB) per segment.
+EXACT_FILTER_MAX = 10_000
 _WORD = re.compile(r"\w+", re.UNICODE)
 # Keyword candidates per segment, per result wanted: each segment ranks its own matches first.
 CANDIDATES_PER_RESULT = 4
@@ -47,6 +51,24 @@ STOPWORDS = frozenset(
     "me my no not of on or so than that the their them then there these they this to was we "
     "what when where which who why will with would you your".split()
 )
+
+
+def _few_chosen(part: "segments.Segment", ids: np.ndarray) -> np.ndarray | None:
+    """The chosen ids this approximate (IVF) segment holds, when few enough to score exactly."""
+    import faiss
+
+    if not isinstance(faiss.downcast_index(part.index.index), faiss.IndexIVF):
+        return None  # a flat segment's filtered search is exact already
+    held = ids[part.holds(ids)]
+    return held if len(held) <= EXACT_FILTER_MAX else None
+
+
+def _exact_search(part: "segments.Segment", ids: np.ndarray, query: np.ndarray, n: int) -> list[tuple[int, float]]:
+    if not len(ids):
+        return []
+    scores = part.index.reconstruct_batch(ids) @ query
+    best = np.argsort(-scores, kind="stable")[:n]
+    return [(int(ids[i]), float(scores[i])) for i in best]
 
 
 def search_parameters(part: "segments.Segment", selector):
@@ -245,8 +267,12 @@ class Store:
         faiss.omp_set_num_threads(1)  # one query: OpenMP's hand-offs cost 100x on a busy CPU (bench/scale.py)
         try:
             for part in self._segments:
-                scores, ids = part.index.search(query, min(n, len(part)), params=search_parameters(part, selector))
-                found += [(int(i), float(s)) for i, s in zip(ids[0], scores[0]) if i >= 0]
+                chosen = _few_chosen(part, ids) if sources else None
+                if chosen is not None:
+                    found += _exact_search(part, chosen, query[0], n)
+                    continue
+                scores, found_ids = part.index.search(query, min(n, len(part)), params=search_parameters(part, selector))
+                found += [(int(i), float(s)) for i, s in zip(found_ids[0], scores[0]) if i >= 0]
         finally:
             faiss.omp_set_num_threads(threads)
         found.sort(key=lambda pair: -pair[1])

@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from app.engine.answer import cited_numbers
+from app.engine.answer import cited_numbers, snippet
 from app.engine.context import context_budget, pack
 from app.engine.prompts import load_prompts
 from app.engine.retrieval import drop_near_duplicates
@@ -73,3 +73,8 @@ def test_near_duplicates_are_dropped_keeping_the_best():
 def test_cited_numbers_only_names_sources_the_model_saw(prompts):
     sources = pack([hit(1, "a"), hit(2, "b")], 500, prompts, estimate_tokens).sources
     assert cited_numbers("Yes [2], see also [1, 2] and [7].", sources) == [2, 1]
+
+
+def test_a_source_card_snippet_shows_no_heading_marks():
+    text = "# The docchat guide\ndocchat is a local-first app.\n\n## Asking\nAsk in the page. Use #hashtags freely."
+    assert snippet(text) == "The docchat guide docchat is a local-first app. Asking Ask in the page. Use #hashtags freely."

@@ -206,6 +206,11 @@ def cited_numbers(text: str, sources: list[Source]) -> list[int]:
     return found
 
 
+_HEADING_MARK = re.compile(r"^[ \t]{0,3}#{1,6}[ \t]+", re.MULTILINE)
+
+
 def snippet(text: str, limit: int = SNIPPET_CHARS) -> str:
-    flat = " ".join(text.split())
+    """The chunk's start on one line, as a source card shows it: a Markdown heading's "#" marks
+    would read as stray characters there ("# The docchat guide docchat is …")."""
+    flat = " ".join(_HEADING_MARK.sub("", text).split())
     return flat if len(flat) <= limit else flat[: limit - 1].rstrip() + "…"

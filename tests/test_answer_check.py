@@ -155,6 +155,21 @@ def test_a_path_the_sources_give_for_something_else_is_removed(prompt_lines):
     assert "data/documents" not in shown  # held back while it streams, not shown and taken back
 
 
+def test_a_sentence_that_only_says_part_of_an_earlier_one_again_is_dropped(prompt_lines):
+    # recorded: SmolLM2 on the samples ("Where are my conversations stored?"), in the page
+    first = "The chat model is not deleted by default, but the chat model is deleted when you delete the data folder [2]."
+    source = "To forget everything, stop docchat and delete the data folder. The chat model is cached in data/models."
+    checked = check_answer(first + " The chat model is deleted when you delete the data folder [3].", prompt_lines, source)
+    assert checked.problems == [REPETITION] and checked.text == first
+
+
+def test_a_short_sentence_that_adds_to_an_earlier_one_is_kept(prompt_lines):
+    # found by the PostgreSQL eval: a quote whose second sentence uses only the first one's words
+    source = "TRUNCATE will not fire any ON DELETE triggers that might exist for the tables. But it will fire ON TRUNCATE triggers."
+    checked = check_answer(source + " [1]", prompt_lines, source)
+    assert checked.problems == [] and "But it will fire ON TRUNCATE triggers." in checked.text
+
+
 @pytest.mark.parametrize("good", [
     "Uploaded documents are copied to data/documents [1].",
     "The index is kept in data/index, in FAISS and SQLite.",

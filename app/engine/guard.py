@@ -42,6 +42,10 @@ ECHO_SHARE = 0.75
 MIN_JUDGED_WORDS = 4
 # A sentence is held back while streaming when its first words match another's ...
 PREFIX_WORDS = 3
+# A sentence restates an earlier, longer one when all its content words (at least this many)
+# are in it; shorter ones are often a document's own follow-up ("But it will fire ON TRUNCATE
+# triggers." after "TRUNCATE will not fire any ON DELETE triggers ...").
+RESTATED_WORDS = 5
 # ... or when it uses one of the prompt's words this long (or one of those below), which
 # answers seldom need: "passages", "instructions", "numbered".
 SIGNATURE_LETTERS = 7
@@ -202,12 +206,21 @@ class SentenceJudge:
         sentence_words = words(sentence)
         if has_phrase_loop(sentence_words):
             return REPETITION
-        if any(_similar(sentence_words, earlier) for earlier in self.seen):
+        if any(_similar(sentence_words, earlier) for earlier in self.seen) or self._says_nothing_new(sentence):
             return REPETITION
         if self.prompt.echoes(sentence_words):
             return PROMPT_ECHO
         self.seen.append(sentence_words)
         return None
+
+    def _says_nothing_new(self, sentence: str) -> bool:
+        """A sentence whose every content word an earlier, longer one already said: recorded,
+        "The chat model is not deleted by default, but the chat model is deleted when you
+        delete the data folder [2]. The chat model is deleted when you delete the data folder [3]."
+        (too short beside the first to count as the same sentence)."""
+        mine = content_words(CITATION.sub(" ", sentence))
+        return len(mine) >= RESTATED_WORDS and any(mine <= set(earlier) and len(earlier) > len(mine)
+                                                 for earlier in self.seen)
 
     def unsupported_links(self, sentence: str) -> list[str]:
         return [u for u in urls(sentence) if u.lower() not in self.source_text]

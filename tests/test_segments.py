@@ -246,3 +246,54 @@ def test_a_lazily_opened_generation_stays_searchable_after_its_folder_is_removed
         commit(settings, **{"b.md": unit(2)})
     assert not store.path.exists()
     assert store.search(vectors[5], 1)[0].text == "plain chunk 5 of a.md"
+
+
+def test_keyword_ranking_from_kept_word_scores_equals_fts5s_own_after_edits_and_deletes(settings, monkeypatch):
+    """vectorstore/postings.py ranks by per-word scores read once: the same rows and scores as
+    FTS5's OR query, with deleted rows left out even when their scores were kept before."""
+    from vectorstore import postings
+
+    vocabulary = ("varroa hive queen honey wax table index chunk pier budget euro licence mite frame comb smoke "
+                  "apiary nectar pollen swarm drone brood super lid feeder veil glove spring autumn winter").split()
+    pick = np.random.default_rng(3)
+
+    def write(names):
+        with IndexWriter(settings) as writer:
+            for source in names:
+                lines = [" ".join(pick.choice(vocabulary, size=pick.integers(3, 12))) for _ in range(6)]
+                chunks = [NewChunk(line, {"source": source, "position": i, "content_hash": f"{source}-{i}-{line}"})
+                          for i, line in enumerate(lines)]
+                writer.add_file(FileRecord("root", source, 10, 1, f"sha-{source}-{lines[0]}", title=source),
+                                chunks, unit(len(lines)))
+            writer.commit("test-model")
+
+    def both(store, query):
+        kept = [(h.chunk_id, h.score) for h in store.keyword_search(query, 8)]
+        monkeypatch.setattr(postings, "COLD_ROWS", -1)  # every question cold: FTS5 ranks it
+        fts5 = [(h.chunk_id, h.score) for h in store.keyword_search(query, 8)]
+        monkeypatch.undo()
+        return kept, fts5
+
+    def same_ranking(a, b):
+        return [i for i, _ in a] == [i for i, _ in b] and [s for _, s in a] == pytest.approx([s for _, s in b])
+
+    queries = ["varroa honey", "table index chunk pier", "the queen's wax budget?", "licence"]
+    write([f"f{i}.md" for i in range(8)])
+    store = Store.open(settings, check_model=False)
+    for query in queries:
+        kept, fts5 = both(store, query)
+        assert same_ranking(kept, fts5) and len(kept) == 8
+    assert ("varroa" in {word for _, word in postings._kept})  # the kept scores were used
+    before = {h.chunk_id for h in store.keyword_search("varroa honey", 48)}
+
+    write(["f2.md"])  # an edit: f2's old rows are deleted from the old segment, whose scores stay kept
+    with IndexWriter(settings) as writer:
+        writer.delete_file("root", "f5.md")
+        writer.commit("test-model")
+    store = Store.open(settings, check_model=False)
+    assert len(store._segments) == 2 and store._deleted.size == 12
+    gone = set(store._deleted.tolist())
+    assert before & gone  # the test deletes rows the first search had found
+    for query in queries:
+        kept, fts5 = both(store, query)
+        assert same_ranking(kept, fts5) and not {chunk_id for chunk_id, _ in kept} & gone

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from app.errors import StoreError
-from vectorstore import layout, segments
+from vectorstore import layout, postings, segments
 from vectorstore.records import DocumentInfo, Hit
 from vectorstore.schema import source_filter
 
@@ -225,6 +225,7 @@ class Store:
         segments.forget_except(keep)
         for key in [k for k in list(_TERM_COUNTS) if k not in keep]:
             _TERM_COUNTS.pop(key, None)
+        postings.forget_except(keep)
         return cls(gen_dir, parts, db, manifest, deleted)
 
     def __len__(self) -> int:
@@ -287,10 +288,20 @@ class Store:
         terms = list(dict.fromkeys(words))
         match = " OR ".join(f'"{w}"' for w in terms)
         # each segment's best by its own BM25, a wide net; re-scored below with the index's statistics
-        candidates = dict(enumerate(self._fts(match, sources, "f.rank AS rank", "ORDER BY f.rank LIMIT ?",
-                                              [k * CANDIDATES_PER_RESULT])))
+        candidates = {n: self._ranked(n, terms, match, sources, k * CANDIDATES_PER_RESULT)
+                      for n in range(len(self._segments))}
         scored = sorted(self._bm25(terms, candidates).items(), key=lambda item: -item[1])[:k]
         return self._hits(scored)
+
+    def _ranked(self, n: int, terms: list[str], match: str, sources: list[str] | None, limit: int) -> list:
+        """Segment n's best ``limit`` live rows for ``match`` (an OR of ``terms``) as (id, rank),
+        from the kept per-word scores when no document filter narrows the search."""
+        if not sources:
+            found = postings.best(self._db, self._segment_key(n), n, terms, limit,
+                                  lambda term: self._term_hits(n, [term])[term], self._deleted)
+            if found is not None:
+                return found
+        return self._fts_rows(n, match, sources, "f.rank AS rank", "ORDER BY f.rank LIMIT ?", [limit])
 
     def _bm25(self, terms: list[str], candidates: dict[int, list]) -> dict[int, float]:
         """BM25 of the candidates with each word's rarity counted over the whole index.
@@ -344,7 +355,10 @@ class Store:
     def _segment_counts(self, n: int) -> dict:
         """Segment n's cached counts. Segments never change once written, so they are kept for
         as long as the segment is in use."""
-        return _TERM_COUNTS.setdefault(segments.key_of(self._segments[n].name, self.manifest["files"]), {})
+        return _TERM_COUNTS.setdefault(self._segment_key(n), {})
+
+    def _segment_key(self, n: int) -> tuple:
+        return segments.key_of(self._segments[n].name, self.manifest["files"])
 
     def has_term(self, term: str, *, sources: list[str] | None = None) -> bool:
         """Whether any chunk (of ``sources``, if given) contains ``term``: a word, or several as a
@@ -357,15 +371,15 @@ class Store:
     def _fts(self, match: str, sources: list[str] | None, columns: str, tail: str, extra: list) -> list[list]:
         """One FTS5 query per segment (each has its own index), live chunks only: the rows of
         each segment, in segment order."""
+        return [self._fts_rows(n, match, sources, columns, tail, extra) for n in range(len(self._segments))]
+
+    def _fts_rows(self, n: int, match: str, sources: list[str] | None, columns: str, tail: str, extra: list) -> list:
         where, params = source_filter(sources, "c.source")
-        rows = []
-        for n in range(len(self._segments)):
-            rows.append(self._db.execute(
-                f"SELECT c.id AS id, {columns} FROM s{n}.chunks_fts AS f JOIN s{n}.chunks c ON c.id = f.rowid "
-                f"WHERE f.chunks_fts MATCH ? AND {where} AND c.id NOT IN (SELECT id FROM main.deleted) {tail}",
-                [match, *params, *extra],
-            ).fetchall())
-        return rows
+        return self._db.execute(
+            f"SELECT c.id AS id, {columns} FROM s{n}.chunks_fts AS f JOIN s{n}.chunks c ON c.id = f.rowid "
+            f"WHERE f.chunks_fts MATCH ? AND {where} AND c.id NOT IN (SELECT id FROM main.deleted) {tail}",
+            [match, *params, *extra],
+        ).fetchall()
 
     def ids_held(self, chunk_ids: np.ndarray) -> dict[str, np.ndarray]:
         """Which of these chunk ids each segment holds, by segment name. A segment not loaded yet

@@ -73,6 +73,10 @@ def with_cosine(hits: Sequence, dense_ids: set[int], store, query_vector) -> lis
 def add_keyword_hits(dense: Sequence, query: str, query_vector, *, store, fetch_k: int, sources=None) -> list:
     """The engine's hybrid step: ``dense`` candidates (best first) fused with the store's
     BM25 top ``fetch_k`` for ``query``; every returned hit scored by its cosine."""
-    keyword = store.keyword_search(query, fetch_k, sources=sources)
+    return fuse_keyword_hits(dense, store.keyword_search(query, fetch_k, sources=sources), query_vector, store=store)
+
+
+def fuse_keyword_hits(dense: Sequence, keyword: Sequence, query_vector, *, store) -> list:
+    """``dense`` and ``keyword`` hits (each best first) fused; every returned hit scored by its cosine."""
     fused = fuse_hits(dense, keyword, limit=len(dense) + len(keyword))
     return with_cosine(fused, {h.chunk_id for h in dense}, store, query_vector)

@@ -138,6 +138,11 @@ def unknown_terms(store, query: str, *, sources=None) -> tuple[str, ...]:
     return tuple(dict.fromkeys(w for w in wanted if not store.has_term(w, sources=sources)))
 
 
+def unknown_names(query, store) -> tuple[str, ...]:
+    """``unknown_terms`` of a RetrievalQuery, looked up only when they would raise its threshold."""
+    return unknown_terms(store, query.text, sources=query.sources) if query.unknown_term_margin > 0 else ()
+
+
 def relief_share(coverage: float, full_at: float) -> float:
     """0 below NO_RELIEF_BELOW coverage, rising linearly to 1 at ``full_at``."""
     if full_at <= NO_RELIEF_BELOW:
@@ -145,14 +150,15 @@ def relief_share(coverage: float, full_at: float) -> float:
     return min(1.0, max(0.0, (coverage - NO_RELIEF_BELOW) / (full_at - NO_RELIEF_BELOW)))
 
 
-def judge(query, candidates: list, store) -> Relevance:
-    """Whether ``candidates`` (hits scored by cosine) answer ``query`` (a RetrievalQuery)."""
+def judge(query, candidates: list, store, *, unknown: tuple[str, ...] | None = None) -> Relevance:
+    """Whether ``candidates`` (hits scored by cosine) answer ``query`` (a RetrievalQuery).
+    ``unknown``: the query's names no chunk holds, when already looked up."""
     best = max((h.score for h in candidates), default=None)
     if best is None:
         return Relevance(False, None, 0.0, (), query.score_threshold)
     top = sorted(candidates, key=lambda h: -h.score)[:COVERAGE_DEPTH]
     coverage = keyword_coverage(query.text, [h.text for h in top])
-    unknown = unknown_terms(store, query.text, sources=query.sources) if query.unknown_term_margin > 0 else ()
+    unknown = unknown_names(query, store) if unknown is None else unknown
     needed = query.score_threshold
     if set(unknown) & set(versions(query.text) + subjects(query.text)):
         needed += UNKNOWN_SUBJECT_MARGIN

@@ -7,14 +7,16 @@ that other rankers (keyword fusion, a re-ranker) can be hooked in as one more st
 from __future__ import annotations
 
 import functools
+import os
 import re
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import numpy as np
 
-from app.engine.fusion import add_keyword_hits
-from app.engine.relevance import Relevance, judge, keyword_coverage
+from app.engine.fusion import fuse_keyword_hits
+from app.engine.relevance import Relevance, judge, keyword_coverage, unknown_names
 
 # Chunks sharing this much of their wording are the same passage seen twice (a page
 # copied into two files, overlapping chunks of one file): the model needs it once.
@@ -73,16 +75,18 @@ def retrieve(query: RetrievalQuery, *, store, embedder) -> Retrieval:
     ``embedder`` is an EmbeddingBackend (app.backends.contract).
     """
     start = time.perf_counter()
+    # The keyword side needs only the question's words: it runs on another core while the
+    # question is embedded and searched (bench/RESULTS-scale.md, Round 6).
+    words = _background().submit(_word_lookups, query, store)
     vector = embedder.embed_query(query.text)
     candidates = store.search(vector, query.fetch_k, sources=query.sources, fetch_k=query.fetch_k)
+    keyword, unknown = words.result()
     if query.hybrid:
-        candidates = add_keyword_hits(
-            candidates, query.text, vector, store=store, fetch_k=query.fetch_k, sources=query.sources
-        )
+        candidates = fuse_keyword_hits(candidates, keyword, vector, store=store)
     # The relevance judgement decides whether the documents answer at all; once they do,
     # chunks down to the lower floor stay: cutting every chunk at the threshold would drop
     # keyword hits whose wording matches but whose cosine is modest (bench/RESULTS-retrieval.md).
-    relevance = judge(query, candidates, store)
+    relevance = judge(query, candidates, store, unknown=unknown)
     floor = min(query.min_chunk_score, query.score_threshold)
     passing = [h for h in candidates if h.score >= floor or _earns_relief(query, h, relevance)] \
         if relevance.answerable else []
@@ -93,6 +97,18 @@ def retrieve(query: RetrievalQuery, *, store, embedder) -> Retrieval:
         chosen = distinct[: query.k]
     closest = sorted(drop_near_duplicates(candidates[: query.fetch_k]), key=lambda h: -h.score)[: query.k]
     return Retrieval(hits=chosen, ms=(time.perf_counter() - start) * 1000, closest=closest, relevance=relevance)
+
+
+def _word_lookups(query: RetrievalQuery, store) -> tuple[list, tuple[str, ...]]:
+    """What the store's keyword index says of the question's words: its BM25 top hits (for a
+    hybrid search) and the names it holds nowhere."""
+    keyword = store.keyword_search(query.text, query.fetch_k, sources=query.sources) if query.hybrid else []
+    return keyword, unknown_names(query, store)
+
+
+@functools.cache
+def _background() -> ThreadPoolExecutor:
+    return ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="docchat-words")
 
 
 def _earns_relief(query: RetrievalQuery, hit, relevance: Relevance) -> bool:

@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from app.config import load_settings, with_overrides  # noqa: E402
 from app.engine.fusion import add_keyword_hits  # noqa: E402
+from vectorstore import postings  # noqa: E402
 from vectorstore.backend import open_store, open_writer  # noqa: E402
 from vectorstore.postgres import keywords  # noqa: E402
 from vectorstore.postgres.connection import connect  # noqa: E402
@@ -219,6 +220,18 @@ def searches(store, queries, qvecs, vecs, idx_files, *, k: int = 10):
     return dense, filtered, keyword, hybrid, float(np.mean(recall)), float(np.mean(filtered_recall))
 
 
+def dense_at(settings, n: int, queries, qvecs, vecs, idx_files) -> None:
+    """One more row: dense search and recall@10 at this store's ``hnsw.ef_search``."""
+    store = open_store(settings, kind="postgres")
+    for v in qvecs[:3]:  # warm-up
+        store.search(v, 10)
+    dense, filtered, _, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs, idx_files)
+    store.close()
+    load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"| {n:,} | postgres, ef_search={settings.hnsw_ef_search} | | {ms(dense)} | {ms(filtered)} | | {ms(hybrid)} | "
+          f"{recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
+
+
 def resync(settings, kind: str, texts, metas, vecs) -> float:
     record = FileRecord("/bench", "d0000/f000000.html", 2, 2, "f" * 64, "file 0 changed")
     chunks = [NewChunk(texts[i] + " changed", {**metas[i], "source": record.source, "position": i}) for i in range(5)]
@@ -261,6 +274,8 @@ def main() -> int:
     parser.add_argument("--budgets", type=int, nargs="+", default=[keywords.CANDIDATE_BUDGET],
                         help="PostgreSQL keyword rankings to compare: BM25 candidate budgets, 0 = the old ts_rank_cd "
                         "(the first is used for the rest)")
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[],
+                        help="PostgreSQL: also measure dense search and recall@10 at these hnsw.ef_search values")
     parser.add_argument("--skip-write", action="store_true")
     parser.add_argument("--only-write", action="store_true", help="sections 1 and 1b only")
     args = parser.parse_args()
@@ -309,8 +324,18 @@ def main() -> int:
                 load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
                 print(f"| {n:,} | {label} | {seconds:.0f} | {ms(dense)} | {ms(filtered)} | {ms(keyword)} | "
                       f"{ms(hybrid)} | {recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
+            if kind == "local":  # the keyword side keeps word scores once read (vectorstore/postings.py)
+                postings.reads_done()
+                dense, filtered, keyword, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs,
+                                                                                     idx_files)
+                load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
+                print(f"| {n:,} | local, asked again | | {ms(dense)} | {ms(filtered)} | {ms(keyword)} | "
+                      f"{ms(hybrid)} | {recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
             use_budget(args.budgets[0])
             store.close()
+            if kind == "postgres":
+                for ef in args.ef_search:
+                    dense_at(with_overrides(pg, hnsw_ef_search=ef), n, queries, qvecs, vecs, idx_files)
             again = resync(settings, kind, texts, metas, vecs)
             print(f"| {n:,} | {kind} | | | | | | | {again:.2f} s | |", flush=True)
         shutil.rmtree(local.index_path, ignore_errors=True)

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 
 from app.errors import StoreError
-from vectorstore import Store, layout, segments
+from vectorstore import Store, layout, postings, segments
 from vectorstore.records import FileRecord, NewChunk
 from vectorstore.writer import IndexWriter
 
@@ -248,10 +248,12 @@ def test_a_lazily_opened_generation_stays_searchable_after_its_folder_is_removed
     assert store.search(vectors[5], 1)[0].text == "plain chunk 5 of a.md"
 
 
-def test_keyword_ranking_from_kept_word_scores_equals_fts5s_own_after_edits_and_deletes(settings, monkeypatch):
+@pytest.mark.parametrize("dense_ids", [postings.DENSE_IDS, 0])  # rows summed by counting, or by sorting
+def test_keyword_ranking_from_kept_word_scores_equals_fts5s_own_after_edits_and_deletes(settings, monkeypatch,
+                                                                                         dense_ids):
     """vectorstore/postings.py ranks by per-word scores read once: the same rows and scores as
     FTS5's OR query, with deleted rows left out even when their scores were kept before."""
-    from vectorstore import postings
+    monkeypatch.setattr(postings, "DENSE_IDS", dense_ids)
 
     vocabulary = ("varroa hive queen honey wax table index chunk pier budget euro licence mite frame comb smoke "
                   "apiary nectar pollen swarm drone brood super lid feeder veil glove spring autumn winter").split()
@@ -269,9 +271,13 @@ def test_keyword_ranking_from_kept_word_scores_equals_fts5s_own_after_edits_and_
 
     def both(store, query):
         kept = [(h.chunk_id, h.score) for h in store.keyword_search(query, 8)]
-        monkeypatch.setattr(postings, "COLD_ROWS", -1)  # every question cold: FTS5 ranks it
-        fts5 = [(h.chunk_id, h.score) for h in store.keyword_search(query, 8)]
-        monkeypatch.undo()
+        cold = postings.COLD_ROWS
+        postings.COLD_ROWS = -1  # every question cold: FTS5 ranks it
+        try:
+            fts5 = [(h.chunk_id, h.score) for h in store.keyword_search(query, 8)]
+        finally:
+            postings.COLD_ROWS = cold
+        postings.reads_done()
         return kept, fts5
 
     def same_ranking(a, b):

@@ -5,10 +5,12 @@ them: half of a 12k-chunk index for a typical question, 11 ms p50 and 20 ms p95 
 machine, the largest part of a retrieval. BM25 is a sum over the query's words of one score
 per (word, row), and in a segment (immutable) that score never changes. So each word's rows
 and scores are read once, with a one-word FTS5 query, and kept; a question's ranking is then
-a sum of a few arrays (0.6 ms p50, bench/RESULTS-scale.md, Round 6), the same scores FTS5
-gives, to the last bit.
+a sum of a few arrays (0.6 ms p50, bench/RESULTS-scale.md, Round 6): the ranking FTS5 gives,
+with its scores (equal to the last bit on the PostgreSQL and git questions; a sum in another
+order may differ in the last one).
 
-The kept scores are bounded by MAX_POSTINGS (least recently used words go first). Reading a
+The kept scores are bounded by MAX_POSTINGS (least recently used words go first; a question
+whose words alone hold more keeps only some, and reads the rest again next time). Reading a
 word costs more than FTS5 spends on it within one question, so a question whose words not yet
 kept hold more than COLD_ROWS rows is ranked by FTS5 as before, and those words are read
 afterwards, off the question's path.

@@ -163,6 +163,29 @@ def test_a_sentence_that_only_says_part_of_an_earlier_one_again_is_dropped(promp
     assert checked.problems == [REPETITION] and checked.text == first
 
 
+RECORDED_SEQUENCE_ANSWER = (  # SmolLM2 on the PostgreSQL docs: "How do I make a sequence start at 1000?"
+    "> Create an ascending sequence called serial, starting at 101: [3]\n\n```\nCREATE SEQUENCE serial START 1000;\n```\n\n"
+    "This will create a new sequence with the specified start value [4].")
+SEQUENCE_SOURCE = "Create an ascending sequence called serial, starting at 101: CREATE SEQUENCE serial START 101;"
+
+
+def test_a_figure_the_user_asked_for_is_not_made_up(prompt_lines):
+    checked = check_answer(RECORDED_SEQUENCE_ANSWER, prompt_lines, SEQUENCE_SOURCE,
+                           asked="How do I make a sequence start at 1000?")
+    assert checked.problems == [] and "CREATE SEQUENCE serial START 1000;" in checked.text
+    guard = StreamGuard(prompt_lines, SEQUENCE_SOURCE, asked="How do I make a sequence start at 1000?")
+    shown = "".join(guard.feed(piece) for piece in re.findall(r"\S+\s*", RECORDED_SEQUENCE_ANSWER)) + guard.finish()
+    assert "START 1000;" in shown
+
+
+def test_a_code_block_emptied_by_the_check_is_removed_whole(prompt_lines):
+    # the same answer to another question: 1000 is now made up, and its code line goes
+    checked = check_answer(RECORDED_SEQUENCE_ANSWER, prompt_lines, SEQUENCE_SOURCE, asked="How do sequences start?")
+    assert checked.problems == [UNSUPPORTED_NUMBER]
+    assert "```" not in checked.text and "1000" not in checked.text  # was "```\n```": an empty box in the page
+    assert checked.text.endswith("This will create a new sequence with the specified start value [4].")
+
+
 def test_a_short_sentence_that_adds_to_an_earlier_one_is_kept(prompt_lines):
     # found by the PostgreSQL eval: a quote whose second sentence uses only the first one's words
     source = "TRUNCATE will not fire any ON DELETE triggers that might exist for the tables. But it will fire ON TRUNCATE triggers."

@@ -86,7 +86,8 @@ def test_every_question_of_the_guide_and_faq_is_answered_not_refused(sample_inde
         cited = [s.source for s in answer.sources if s.n in answer.cited]
         if not any(matches_gold(c, g) for c in cited for g in item.gold):
             wrong_source.append((item.id, cited))
-        if shown_problems(engine, answer):  # the answer check finds nothing in what is shown
+        asked = f"{item.question}\n{answer.rewritten_query}"
+        if shown_problems(engine, answer, asked=asked):  # the answer check finds nothing in what is shown
             garbled.append(item.id)
     assert refused == [] and garbled == []
     assert len(wrong_source) <= 2, wrong_source  # cited from another document that says the same

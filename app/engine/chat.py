@@ -73,6 +73,7 @@ class _Turn:
     for_question: list[Evidence] = field(default_factory=list)  # the best sentences for the question
     lead: str = ""  # the quoted sentence streamed before the model's answer (evidence first)
     query: str = ""  # the standalone question (a follow-up rewritten): what evidence must answer
+    asked: str = ""  # the user's words (question and standalone question): figures there are not made up
     model_first_at: float | None = None  # when the model's first token arrived
 
 
@@ -174,7 +175,7 @@ class Engine:
         query = self.rewrite(question, history)
         clock.lap("rewrite")
         retrieval = self._retrieve(query, sources=sources, k=k, score_threshold=score_threshold)
-        turn = _Turn(query=query)
+        turn = _Turn(query=query, asked=f"{question}\n{query}")
         for event in self._answer(question, history, retrieval, turn, temperature):
             if isinstance(event, Token):
                 turn.first_token_at = turn.first_token_at or time.perf_counter()
@@ -198,7 +199,7 @@ class Engine:
                           rewritten_query="", grounded=False, kind=GENERAL, problems=checked.problems,
                           prompt_tokens=turn.prompt_tokens, tool_calls=turn.tool_calls)
         checked = check_answer(turn.text, self.prompt_lines, _sources_text(turn.sources), self.prompts.quoted,
-                               said=turn.lead)
+                               said=turn.lead, asked=turn.asked)
         finder = turn.finder or EvidenceFinder(turn.sources, self._embed)
         for_question = turn.for_question if turn.finder else finder.best([turn.query or question])
         refused = is_refusal(checked.text, self.prompts.not_found)
@@ -396,7 +397,7 @@ class Engine:
     def _stream_model(self, model, messages, turn: _Turn, sources_text: str) -> Iterator[Event]:
         """The model's answer as it streams, through the guard: what might turn out bad is held
         back, and the model is stopped at a loop or when it starts another prompt turn."""
-        guard = StreamGuard(self.prompt_lines, sources_text, said=turn.lead)
+        guard = StreamGuard(self.prompt_lines, sources_text, said=turn.lead, asked=turn.asked)
         stream = model.stream(messages)
         try:
             for chunk in stream:

@@ -193,9 +193,10 @@ class Checked:
 class SentenceJudge:
     """Judges the sentences of one answer in order (it remembers the earlier ones)."""
 
-    def __init__(self, prompt: PromptLines, source_text: str):
+    def __init__(self, prompt: PromptLines, source_text: str, asked: str = ""):
         self.prompt = prompt
         self.source_text = source_text.lower()
+        self.asked = asked.lower()  # the user's words: a figure they give is not made up ("start at 1000")
         self.seen: list[list[str]] = []
         self._sentences: list[str] | None = None
 
@@ -232,7 +233,7 @@ class SentenceJudge:
         for figure in numbers(_URL.sub(" ", sentence)):
             number, unit = re.match(r"([\d.,]+)(.*)", figure).groups()
             pattern = rf"(?<![\d.,]){re.escape(number)}(?![\d])" + (rf"\s?{re.escape(unit.lower())}" if unit else "")
-            if not re.search(pattern, self.source_text):
+            if not re.search(pattern, self.source_text) and not re.search(pattern, self.asked):
                 found.append(figure)
         return found
 
@@ -329,20 +330,37 @@ def cut_at_next_turn(text: str) -> tuple[str, bool]:
     return text[: match.start()], True
 
 
+def without_empty_fences(text: str) -> str:
+    """``text`` less the code fences left with nothing inside once their lines were dropped
+    (a ``` line, then the closing ``` line): the page would show an empty box."""
+    lines = text.split("\n")
+    drop, opened = set(), None
+    for i, line in enumerate(lines):
+        if not line.strip().startswith("```"):
+            continue
+        if opened is None:
+            opened = i
+        else:
+            if all(not lines[j].strip() for j in range(opened + 1, i)):
+                drop.update(range(opened, i + 1))
+            opened = None
+    return "\n".join(line for i, line in enumerate(lines) if i not in drop)
+
+
 def check_answer(text: str, prompt: PromptLines, sources_text: str, quote_label: str = "",
-                 said: str = "") -> Checked:
+                 said: str = "", asked: str = "") -> Checked:
     """Judge a finished answer sentence by sentence; return the repaired text and the problems.
 
     ``quote_label`` is the label of docchat's quoted answers: a model that writes it, or a
     "> quote" that is not in the sources, is imitating one (``FAKE_QUOTE``). ``said`` is what
     the user was shown before the model's text (the evidence quote): saying it again is
-    repetition.
+    repetition. ``asked`` is the user's question: figures it gives are not made up.
     """
     problems: list[str] = []
     text, cut = cut_at_next_turn(text)
     if cut:
         problems.append(MARKUP)
-    judge = SentenceJudge(prompt, sources_text)
+    judge = SentenceJudge(prompt, sources_text, asked)
     judge.seen.extend(words(sentence) for sentence in split_sentences(said.replace(">", " ")))
     kept = []
     for piece in re.split(r"(\n+)", text):  # keep the answer's line structure (lists)
@@ -377,7 +395,7 @@ def check_answer(text: str, prompt: PromptLines, sources_text: str, quote_label:
             kept.append(" ".join(line))
         elif kept and kept[-1].startswith("\n"):
             kept.pop()  # a line dropped whole takes its line break with it
-    repaired = re.sub(r"\n{3,}", "\n\n", "".join(kept)).strip()
+    repaired = re.sub(r"\n{3,}", "\n\n", without_empty_fences("".join(kept))).strip()
     if not repaired:
         problems.append(EMPTY)
     return Checked(repaired, list(dict.fromkeys(problems)))
@@ -393,8 +411,8 @@ class StreamGuard:
 
     MAX_REPEATS = 2  # repeated sentences dropped before the model is stopped
 
-    def __init__(self, prompt: PromptLines, sources_text: str, said: str = ""):
-        self.judge = SentenceJudge(prompt, sources_text)
+    def __init__(self, prompt: PromptLines, sources_text: str, said: str = "", asked: str = ""):
+        self.judge = SentenceJudge(prompt, sources_text, asked)
         self.judge.seen.extend(words(sentence) for sentence in split_sentences(said.replace(">", " ")))
         self.raw = ""
         self.pending = ""  # the unfinished sentence not yet shown

@@ -72,16 +72,18 @@ def answer_item(engine, item: QAItem, *, k: int, not_found: str) -> ItemResult:
     result.answer = answer.text
     result.abstained = is_abstention(answer, not_found)
     result.kind, result.problems = answer.kind, list(answer.problems)
-    result.shown_problems = shown_problems(engine, answer)
+    result.shown_problems = shown_problems(engine, answer, asked=f"{item.question}\n{answer.rewritten_query}")
     return result
 
 
-def shown_problems(engine, answer) -> list[str]:
-    """The answer check run again on what the user was shown (must find nothing)."""
+def shown_problems(engine, answer, asked: str = "") -> list[str]:
+    """The answer check run again on what the user was shown (must find nothing); ``asked``:
+    the question, whose figures the answer may use."""
     from app.engine.guard import EMPTY, check_answer
 
     sources_text = "\n".join(s.text for s in answer.sources)
-    problems = check_answer(answer.text, engine.prompt_lines, sources_text).problems  # our own label is fine here
+    # (our own quoted-answer label is fine here: no quote_label)
+    problems = check_answer(answer.text, engine.prompt_lines, sources_text, asked=asked).problems
     return [p for p in problems if p != EMPTY or answer.text.strip() == ""]
 
 

@@ -220,16 +220,22 @@ def searches(store, queries, qvecs, vecs, idx_files, *, k: int = 10):
     return dense, filtered, keyword, hybrid, float(np.mean(recall)), float(np.mean(filtered_recall))
 
 
+def search_row(n: int, label: str, measured, seconds: str = "", keyword: bool = True) -> None:
+    """One table row of ``searches``' figures, with the load average now."""
+    dense, filtered, keyword_times, hybrid, recall, filtered_recall = measured
+    load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    print(f"| {n:,} | {label} | {seconds} | {ms(dense)} | {ms(filtered)} | {ms(keyword_times) if keyword else ''} | "
+          f"{ms(hybrid)} | {recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
+
+
 def dense_at(settings, n: int, queries, qvecs, vecs, idx_files) -> None:
     """One more row: dense search and recall@10 at this store's ``hnsw.ef_search``."""
     store = open_store(settings, kind="postgres")
     for v in qvecs[:3]:  # warm-up
         store.search(v, 10)
-    dense, filtered, _, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs, idx_files)
+    measured = searches(store, queries, qvecs, vecs, idx_files)
     store.close()
-    load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"| {n:,} | postgres, ef_search={settings.hnsw_ef_search} | | {ms(dense)} | {ms(filtered)} | | {ms(hybrid)} | "
-          f"{recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
+    search_row(n, f"postgres, ef_search={settings.hnsw_ef_search}", measured, keyword=False)
 
 
 def resync(settings, kind: str, texts, metas, vecs) -> float:
@@ -319,18 +325,10 @@ def main() -> int:
                 store.search(v, 10)
             for budget in (args.budgets if kind == "postgres" else [None]):
                 label = kind if budget is None else f"{kind} ({use_budget(budget)})"
-                dense, filtered, keyword, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs,
-                                                                                     idx_files)
-                load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
-                print(f"| {n:,} | {label} | {seconds:.0f} | {ms(dense)} | {ms(filtered)} | {ms(keyword)} | "
-                      f"{ms(hybrid)} | {recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
+                search_row(n, label, searches(store, queries, qvecs, vecs, idx_files), f"{seconds:.0f}")
             if kind == "local":  # the keyword side keeps word scores once read (vectorstore/postings.py)
                 postings.reads_done()
-                dense, filtered, keyword, hybrid, recall, filtered_recall = searches(store, queries, qvecs, vecs,
-                                                                                     idx_files)
-                load_average = " ".join(f"{x:.1f}" for x in os.getloadavg())
-                print(f"| {n:,} | local, asked again | | {ms(dense)} | {ms(filtered)} | {ms(keyword)} | "
-                      f"{ms(hybrid)} | {recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
+                search_row(n, "local, asked again", searches(store, queries, qvecs, vecs, idx_files))
             use_budget(args.budgets[0])
             store.close()
             if kind == "postgres":

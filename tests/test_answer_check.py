@@ -186,6 +186,16 @@ def test_a_code_block_emptied_by_the_check_is_removed_whole(prompt_lines):
     assert checked.text.endswith("This will create a new sequence with the specified start value [4].")
 
 
+def test_a_made_up_command_line_option_is_removed_and_a_real_one_kept(prompt_lines):
+    # recorded in the page, on the samples: "How do I remove one document from the index?"
+    source = ("To remove one document, delete the file and run docchat ingest again: its chunks leave the index. "
+              "Run docchat ingest --full after changing the embedding model.")
+    made_up = "To remove one document from the index, you can use the --delete command-line option."
+    real = "After changing the embedding model, run docchat ingest --full [1]."
+    checked = check_answer(f"{made_up} {real}", prompt_lines, source)
+    assert checked.problems == [UNSUPPORTED_NAME] and checked.text == real
+
+
 def test_a_short_sentence_that_adds_to_an_earlier_one_is_kept(prompt_lines):
     # found by the PostgreSQL eval: a quote whose second sentence uses only the first one's words
     source = "TRUNCATE will not fire any ON DELETE triggers that might exist for the tables. But it will fire ON TRUNCATE triggers."

@@ -95,7 +95,9 @@ _NUMBER = re.compile(r"(?<![\w.\[])(\d+(?:[.,]\d+)*)([a-zA-Z%]{0,3})(?![\w\]])")
 # Names a source would contain if it were about them: snake_case identifiers, acronyms
 # (JSON, WAL) and CamelCase (PostgreSQL, MongoDB).
 COMMON_CAPITALS = frozenset({"OK", "ID", "IDs", "AM", "PM", "FAQ", "FAQs", "TL", "DR"})
-_IDENTIFIER = re.compile(r"\b(?:[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Z0-9]{1,}s?|[A-Za-z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b")
+# ... and a long command-line option ("--delete", seen made up for "remove one document").
+_IDENTIFIER = re.compile(r"\b(?:[a-z][a-z0-9]*(?:_[a-z0-9]+)+|[A-Z][A-Z0-9]{1,}s?|[A-Za-z][a-z0-9]+[A-Z][A-Za-z0-9]*)\b"
+                         r"|(?<![\w-])--[a-z][a-z0-9]*(?:-[a-z0-9]+)*")
 
 
 # A path or file name: "data/threads.sqlite", "/etc/hosts", "pg_hba.conf" (a name, a dot, then

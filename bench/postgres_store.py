@@ -156,13 +156,23 @@ def answer_quality(base, pg, rows, embedder, budgets: list[int]) -> None:
     use_budget(budgets[0])
 
 
-def synthetic(texts, metas, vectors, n: int, seed: int = 7):
-    """N chunks: the real ones repeated, vectors perturbed (so copies are distinct), 10 per file."""
+def synthetic(texts, metas, vectors, n: int, seed: int = 7, spread: str = "copies"):
+    """N chunks, 10 per file, the first ones the real index. ``copies``: the real ones repeated,
+    vectors perturbed (noise of norm 0.25) so copies are distinct; at 1M that is 100 near-copies
+    of each chunk, a harder top-10 than any corpus. ``mixtures``: as bench/scale.py draws them, a
+    real vector, up to 40 % of a second one and noise of norm 0.4, with the first one's text."""
     rng = np.random.default_rng(seed)
-    idx = np.arange(n) % len(texts)
-    noise = rng.standard_normal((n, vectors.shape[1]), dtype=np.float32) * (0.25 / np.sqrt(vectors.shape[1]))
-    noise[: len(texts)] = 0  # the first copy is the real index
-    out = vectors[idx] + noise
+    dim = vectors.shape[1]
+    if spread == "copies":
+        idx = np.arange(n) % len(texts)
+        out = vectors[idx] + rng.standard_normal((n, dim), dtype=np.float32) * (0.25 / np.sqrt(dim))
+    else:
+        idx = np.concatenate([np.arange(min(n, len(texts))), rng.integers(0, len(texts), max(0, n - len(texts)))])
+        weight = rng.uniform(0.0, 0.4, size=(n, 1)).astype(np.float32)
+        second = vectors[rng.integers(0, len(texts), n)]
+        out = (1 - weight) * vectors[idx] + weight * second + rng.standard_normal((n, dim), dtype=np.float32) * (
+            0.4 / np.sqrt(dim))
+    out[: len(texts)] = vectors[: min(n, len(texts))]  # the first copy is the real index
     out /= np.linalg.norm(out, axis=1, keepdims=True)
     return idx, out
 
@@ -179,8 +189,8 @@ def load(settings, kind: str, texts, metas, idx, vecs) -> float:
             chunks = [NewChunk(texts[idx[i]], {**metas[idx[i]], "source": record.source, "position": i - first})
                       for i in rows]
             writer.add_file(record, chunks, vecs[first:rows.stop])
-        if kind == "postgres":
-            writer._conn.execute("SET maintenance_work_mem = '1GB'")
+        if kind == "postgres":  # the HNSW graph must fit in memory, else the build runs for hours
+            writer._conn.execute(f"SET maintenance_work_mem = '{max(1024, len(idx) * 4 // 1024)}MB'")
             for sql in ("CREATE INDEX docchat_chunks_hnsw ON docchat_chunks USING hnsw (embedding vector_ip_ops)",):
                 writer._conn.execute(sql)
         writer.commit(settings.embedding_model_name)
@@ -282,6 +292,10 @@ def main() -> int:
                         "(the first is used for the rest)")
     parser.add_argument("--ef-search", type=int, nargs="+", default=[],
                         help="PostgreSQL: also measure dense search and recall@10 at these hnsw.ef_search values")
+    parser.add_argument("--kinds", nargs="+", choices=["local", "postgres"], default=["local", "postgres"],
+                        help="stores to measure at each size")
+    parser.add_argument("--spread", choices=["copies", "mixtures"], default="copies",
+                        help="how the synthetic vectors are drawn (see synthetic())")
     parser.add_argument("--skip-write", action="store_true")
     parser.add_argument("--only-write", action="store_true", help="sections 1 and 1b only")
     args = parser.parse_args()
@@ -315,10 +329,12 @@ def main() -> int:
           "recall@10 vs exact: dense / filtered | one-file re-sync | load average |")
     print("|---|---|---|---|---|---|---|---|---|---|")
     for n in args.sizes:
-        idx, vecs = synthetic(texts, metas, vectors, n)
+        idx, vecs = synthetic(texts, metas, vectors, n, spread=args.spread)
         idx_files = [f"d{(i // PER_FILE) // 100:04d}/f{i // PER_FILE:06d}.html" for i in range(n)]
         local = with_overrides(base, index_dir=Path(tempfile.mkdtemp(prefix="bench-local-")))
         for kind, settings in (("local", local), ("postgres", pg)):
+            if kind not in args.kinds:
+                continue
             seconds = load(settings, kind, texts, metas, idx, vecs)
             store = open_store(settings, kind=kind)
             for v in qvecs[:3]:  # warm-up
@@ -337,6 +353,8 @@ def main() -> int:
             again = resync(settings, kind, texts, metas, vecs)
             print(f"| {n:,} | {kind} | | | | | | | {again:.2f} s | |", flush=True)
         shutil.rmtree(local.index_path, ignore_errors=True)
+        if "postgres" not in args.kinds:
+            continue
         qps = throughput(pg, queries, qvecs)
         print(f"|  | postgres, 8 concurrent clients (dense + keyword per query) | | {qps:.1f} queries/s | | | | | | |",
               flush=True)

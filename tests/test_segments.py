@@ -289,7 +289,7 @@ def test_keyword_ranking_from_kept_word_scores_equals_fts5s_own_after_edits_and_
     for query in queries:
         kept, fts5 = both(store, query)
         assert same_ranking(kept, fts5) and len(kept) == 8
-    assert ("varroa" in {word for _, word in postings._kept})  # the kept scores were used
+    assert ("varroa",) in {word for _, word in postings._kept}  # the kept scores were used
     before = {h.chunk_id for h in store.keyword_search("varroa honey", 48)}
 
     write(["f2.md"])  # an edit: f2's old rows are deleted from the old segment, whose scores stay kept
@@ -303,3 +303,68 @@ def test_keyword_ranking_from_kept_word_scores_equals_fts5s_own_after_edits_and_
     for query in queries:
         kept, fts5 = both(store, query)
         assert same_ranking(kept, fts5) and not {chunk_id for chunk_id, _ in kept} & gone
+
+
+def test_read_ahead_ranks_a_first_question_from_kept_scores_as_fts5_would(settings, monkeypatch):
+    """A long-running app reads the common words' scores when it opens the index (``warm``):
+    the first question of words never asked is then ranked without reading any of them, by
+    their stems ("hives" is kept as "hive"), exactly as FTS5 ranks it."""
+    monkeypatch.setattr(postings, "WARM_MIN_ROWS", 2)
+    lines = ["the hive and the queen", "a queen in her hive", "honey from a hive", "wax and honey",
+             "smoke calms a hive", "the queen lays eggs", "one frame of honey", "on the frame"]
+    with IndexWriter(settings) as writer:
+        for f in range(3):
+            source = f"f{f}.md"
+            chunks = [NewChunk(line, {"source": source, "position": i, "content_hash": f"{source}-{i}"})
+                      for i, line in enumerate(lines)]
+            writer.add_file(FileRecord("root", source, 10, 1, f"sha-{source}", title=source), chunks,
+                            unit(len(lines)))
+        writer.commit("test-model")
+    store = Store.open(settings, check_model=False)
+    postings.forget_except(set())
+    store.warm()
+    postings.reads_done()
+    assert postings.stems("hives") == ("hive",) and postings.stems("one") == ("on",)
+    assert {postings.stems(w) for w in ("hives", "queens", "honey", "one")} <= {stems for _, stems in postings._kept}
+
+    def no_reading(*_args):
+        raise AssertionError("a word was read while the question waited")
+
+    question = "Which hives have queens and honey, and which one has frames?"
+    with monkeypatch.context() as during:
+        during.setattr(postings, "_read", no_reading)
+        during.setattr(postings, "_later", no_reading)
+        kept = [(h.chunk_id, h.score) for h in store.keyword_search(question, 10)]
+    monkeypatch.setattr(postings, "COLD_ROWS", -1)  # FTS5 ranks it
+    fts5 = [(h.chunk_id, h.score) for h in store.keyword_search(question, 10)]
+    assert len(kept) == 10 and [i for i, _ in kept] == [i for i, _ in fts5]
+    assert [s for _, s in kept] == pytest.approx([s for _, s in fts5])
+
+
+def test_an_app_reads_ahead_when_it_starts_and_starts_without_an_index_too(settings, monkeypatch):
+    from app.engine import Engine
+
+    monkeypatch.setattr(postings, "WARM_MIN_ROWS", 0)
+    postings.forget_except(set())
+    Engine(settings).read_ahead()  # no index yet: the first question will say so, not the start
+    commit(settings, **{"a.md": unit(4)})
+    Engine(settings, store=Store.open(settings, check_model=False)).read_ahead()
+    postings.reads_done()
+    assert ("plain",) in {stems for _, stems in postings._kept}
+
+
+def test_words_too_common_to_keep_are_not_read_over_and_over(settings, monkeypatch):
+    """At 1M chunks one question's words can hold more scores than may be kept: reading them
+    after each question would only push out other words (and take a core) for nothing."""
+    commit(settings, **{f"f{i}.md": unit(20) for i in range(5)})
+    store = Store.open(settings, check_model=False)
+    postings.forget_except(set())
+    monkeypatch.setattr(postings, "COLD_ROWS", 10)
+    submitted = []
+    monkeypatch.setattr(postings, "_later", lambda: type("Pool", (), {"submit": lambda self, *a: submitted.append(a)})())
+    monkeypatch.setattr(postings, "MAX_POSTINGS", 1000)
+    assert store.keyword_search("plain chunk", 5)  # 200 rows: kept after this question
+    assert len(submitted) == 1
+    monkeypatch.setattr(postings, "MAX_POSTINGS", 300)
+    assert store.keyword_search("plain chunk", 5)  # 200 rows, over half of what may be kept
+    assert len(submitted) == 1

@@ -9,6 +9,11 @@ a sum of a few arrays (0.6 ms p50, bench/RESULTS-scale.md, Round 6): the ranking
 with its scores (equal to the last bit on the PostgreSQL and git questions; a sum in another
 order may differ in the last one).
 
+Scores are kept by the word's stems as FTS5 stores them ("workers" and "worker" share one
+entry), which is also what lets them be read ahead: a long-running app (the page, the API and
+MCP servers) calls ``warm`` when it opens an index, and the words most chunks hold are read in
+the background, before the first questions need them (``docchat ask``, which asks once, does not).
+
 The kept scores are bounded by MAX_POSTINGS (least recently used words go first; a question
 whose words alone hold more keeps only some, and reads the rest again next time). Reading a
 word costs more than FTS5 spends on it within one question, so a question whose words not yet
@@ -32,6 +37,12 @@ MAX_POSTINGS = 4_000_000
 # OR query (where a row holding several words counts once): up to this many rows (~5 ms) are
 # read while a question waits.
 COLD_ROWS = 2_000
+# Read ahead: each word more than this many rows of a segment hold, most common first, up to
+# WARM_POSTINGS in all. A word not read yet then costs well under a millisecond to read while
+# a question waits (at 20, 1 of the 132 PostgreSQL, git and python questions took over 4 ms,
+# a phrase; at 200, 44 did). At 12k chunks that is 600k scores (10 MB), read in ~2 s.
+WARM_MIN_ROWS = 20
+WARM_POSTINGS = MAX_POSTINGS // 2
 # Row ids are summed by counting (an array as long as the largest id) when the largest is at
 # most this many times the number of scores, else by sorting.
 DENSE_IDS = 4
@@ -39,6 +50,7 @@ DENSE_IDS = 4
 _kept: OrderedDict[tuple, tuple[np.ndarray, np.ndarray]] = OrderedDict()
 _size = 0
 _lock = threading.Lock()
+_stem_lock = threading.Lock()
 
 
 def best(db: sqlite3.Connection, segment_key: tuple, n: int, words: list[str], limit: int, rows_with,
@@ -46,10 +58,14 @@ def best(db: sqlite3.Connection, segment_key: tuple, n: int, words: list[str], l
     """Segment ``n``'s best ``limit`` rows for any of ``words`` as (id, rank), best first, rank
     being FTS5's (bm25(), lower is better); ``deleted`` ids left out. None when the words not
     kept yet hold more than COLD_ROWS rows (``rows_with(word)``: how many): rank by FTS5 then."""
-    held = {word: _get((segment_key, word)) for word in words}
+    held = {word: _get((segment_key, stems(word))) for word in words}
     cold = [word for word, found in held.items() if found is None]
-    if sum(rows_with(word) for word in cold) > COLD_ROWS:
-        _later().submit(_read_all, db, segment_key, n, cold)
+    cold_rows = sum(rows_with(word) for word in cold)
+    if cold_rows > COLD_ROWS:
+        # read for next time, off the path; not when this question's words alone would fill half
+        # the budget (at 1M chunks they can): each would push out another, read again each time
+        if cold_rows + sum(found[0].size for found in held.values() if found is not None) <= MAX_POSTINGS // 2:
+            _later().submit(_read_all, db, segment_key, n, cold)
         return None
     for word in cold:
         held[word] = _read(db, segment_key, n, word)
@@ -113,6 +129,57 @@ def _read_all(db: sqlite3.Connection, segment_key: tuple, n: int, words: list[st
         pass
 
 
+def warm(db: sqlite3.Connection, segments: list[tuple[tuple, int]], rarely_asked: frozenset[str]) -> None:
+    """Read ahead, in the background, the scores of the words many chunks of these segments
+    (``(segment_key, n)``) hold; the stems of ``rarely_asked`` words last."""
+    _later().submit(_warm, db, segments, rarely_asked)
+
+
+def _warm(db: sqlite3.Connection, segments: list[tuple[tuple, int]], rarely_asked: frozenset[str]) -> None:
+    # A question drops its stop words, but a stop word's stem can be another word's too ("on",
+    # "one"): those come last rather than never.
+    last = {stems(word) for word in rarely_asked}
+    try:
+        common = []
+        for segment_key, n in segments:
+            db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.docchat_vocab_s{n} "
+                       f"USING fts5vocab('s{n}', 'chunks_fts', 'row')")
+            common += [((term,) in last, -rows, term, segment_key, n) for term, rows in db.execute(
+                f"SELECT term, doc FROM temp.docchat_vocab_s{n} WHERE doc > ?", [WARM_MIN_ROWS])]
+        budget = WARM_POSTINGS
+        for _, minus_rows, term, segment_key, n in sorted(common):
+            # a term FTS5 stores is read by asking for it, so only one that stems to itself
+            if -minus_rows > budget or stems(term) != (term,):
+                continue
+            if _get((segment_key, (term,))) is None:
+                _read(db, segment_key, n, term)
+            budget -= -minus_rows
+    except sqlite3.Error:  # the store was closed meanwhile: nothing to keep
+        pass
+
+
+@functools.lru_cache(maxsize=65_536)
+def stems(word: str) -> tuple[str, ...]:
+    """The terms FTS5 looks up for ``word``: its tokenizer's tokens, stemmed ("work_mem": work, mem)."""
+    with _stem_lock:
+        db = _stemmer()
+        db.execute("INSERT INTO words(rowid, word) VALUES (1, ?)", [word])
+        found = tuple(term for term, in db.execute("SELECT term FROM terms WHERE doc = 1 ORDER BY offset"))
+        db.execute("DELETE FROM words")
+    return found
+
+
+@functools.cache
+def _stemmer() -> sqlite3.Connection:
+    """An in-memory FTS5 table with the index's tokenizer (vectorstore/schema.py), to see a word's stems."""
+    from vectorstore.schema import FTS_TOKENIZER
+
+    db = sqlite3.connect(":memory:", check_same_thread=False)
+    db.execute(f"CREATE VIRTUAL TABLE words USING fts5(word, tokenize='{FTS_TOKENIZER}')")
+    db.execute("CREATE VIRTUAL TABLE terms USING fts5vocab(words, 'instance')")
+    return db
+
+
 def _read(db: sqlite3.Connection, segment_key: tuple, n: int, word: str) -> tuple[np.ndarray, np.ndarray]:
     """Every row of segment n holding ``word``, with the word's bm25() there; kept for next time."""
     global _size
@@ -120,9 +187,10 @@ def _read(db: sqlite3.Connection, segment_key: tuple, n: int, word: str) -> tupl
                        [f'"{word}"']).fetchall()
     pairs = np.array(found, dtype=np.float64).reshape(-1, 2)
     entry = (pairs[:, 0].astype(np.int64), pairs[:, 1].copy())
+    key = (segment_key, stems(word))
     with _lock:
-        if (segment_key, word) not in _kept:
-            _kept[(segment_key, word)] = entry
+        if key not in _kept:
+            _kept[key] = entry
             _size += entry[0].size
         while _size > MAX_POSTINGS and len(_kept) > 1:
             _size -= _kept.popitem(last=False)[1][0].size

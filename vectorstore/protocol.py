@@ -46,6 +46,10 @@ class IndexReader(Protocol):
     def chunks_of(self, source: str, root: str | None = None) -> list[Hit]:
         """A file's chunks in file order."""
 
+    def warm(self) -> None:
+        """Start reading ahead, in the background, what the first questions will need; a
+        long-running app calls it once the index is open (it may do nothing)."""
+
 
 @runtime_checkable
 class IndexWriting(Protocol):

@@ -14,8 +14,11 @@ CREATE INDEX files_by_sha ON files (sha256);
 CREATE TABLE deleted (id INTEGER PRIMARY KEY);
 """
 
+# How FTS5 splits and stems words, here and where a question's words are looked up (postings.py).
+FTS_TOKENIZER = "porter unicode61"
+
 # One segment's chunk rows (immutable once published; see segments.py).
-SEGMENT_SCHEMA = """
+SEGMENT_SCHEMA = f"""
 CREATE TABLE chunks (
     id INTEGER PRIMARY KEY, root TEXT NOT NULL, source TEXT NOT NULL, position INTEGER NOT NULL,
     text TEXT NOT NULL, content_hash TEXT NOT NULL, metadata TEXT NOT NULL
@@ -23,7 +26,7 @@ CREATE TABLE chunks (
 CREATE INDEX chunks_by_file ON chunks (root, source, position);
 -- External-content FTS5 over chunks.text for BM25 keyword search, kept in step by triggers.
 CREATE VIRTUAL TABLE chunks_fts USING fts5 (text, content='chunks', content_rowid='id',
-                                            tokenize='porter unicode61');
+                                            tokenize='{FTS_TOKENIZER}');
 CREATE TRIGGER chunks_ai AFTER INSERT ON chunks BEGIN
     INSERT INTO chunks_fts (rowid, text) VALUES (new.id, new.text);
 END;

@@ -48,6 +48,7 @@ class Answering:
                 old = self.engine
                 if version_of(old.store) != live:
                     self.engine = type(old)(old.settings, chat=old.chat, embedder=old.embedder)
+                    self.engine.read_ahead()
         return self.engine
 
     def turn(self, question: str, *, history: list[tuple[str, str]] = (), thread_id: str | None = None,

@@ -28,6 +28,7 @@ def run(settings, args) -> int:
     engine = Engine(settings)
     print("docchat: loading the models ...", file=sys.stderr, flush=True)
     engine.load_models()  # the first request should not wait ~20 s for the models
+    engine.read_ahead()
     app = create_app(settings, engine)
     auth = "API key required" if settings.api_key is not None else "no API key: DOCCHAT_API_KEY is unset"
     shown_host = f"[{args.host}]" if ":" in args.host else args.host

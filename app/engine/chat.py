@@ -126,6 +126,16 @@ class Engine:
         self.chat.prepare()
         self.embedder.prepare()
 
+    def read_ahead(self) -> None:
+        """Open the index and start reading, in the background, what the first questions will
+        need (servers do this once at start; a one-question ``docchat ask`` does not)."""
+        from app.errors import DocchatError
+
+        try:
+            self.store.warm()
+        except DocchatError:  # no index yet, or one the first question will explain
+            pass
+
     def prepare(self) -> None:
         """Load the models and open the index now (the page does this before it is ready)."""
         self.load_models()

@@ -33,6 +33,7 @@ def run(settings, args) -> int:
     with contextlib.redirect_stdout(sys.stderr):
         engine = Engine(settings)
         engine.load_models()  # the models load before the client's first call, not during it
+        engine.read_ahead()
     server = build_server(engine)
     if not args.http:
         server.run("stdio")

@@ -126,7 +126,9 @@ def _threads(where: str, _settings: Settings):
 def _store(key: str, generation: str, _settings: Settings):
     from vectorstore.backend import open_store
 
-    return open_store(_settings)
+    opened = open_store(_settings)
+    opened.warm()  # the page asks many questions: read ahead what they will need
+    return opened
 
 
 @st.cache_resource(show_spinner="Starting the chat engine…", max_entries=2)

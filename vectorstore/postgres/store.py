@@ -150,6 +150,9 @@ class PostgresStore:
         with self._pool.connection() as conn:
             return has_phrase(conn, word, sources)
 
+    def warm(self) -> None:
+        """Nothing to read ahead: the server's own caches hold what recent questions used."""
+
     def vectors(self, chunk_ids) -> np.ndarray:
         """The stored (normalised) vectors of these chunks, one row each, in the order asked."""
         ids = [int(i) for i in chunk_ids]

@@ -363,3 +363,29 @@ def test_bad_database_url_is_a_clear_error(settings, tmp_path, capsys):
     with pytest.raises(StoreError, match="Cannot connect to the database") as caught:
         open_store(nowhere)
     assert "DOCCHAT_DATABASE_URL" in caught.value.fix
+
+
+def test_dense_search_on_postgresql_goes_through_the_hnsw_index(pg_settings, docs, embeddings, monkeypatch):
+    """With ef_search 400 (the default) the planner priced the HNSW index above reading a small
+    table whole and sorted every row: exact, but 33 ms p50 at 10k chunks. The plan of the store's own
+    query, on its own connection, must use the index."""
+    import psycopg
+
+    sync(pg_settings, [docs], embedder=embeddings)
+    with psycopg.connect(pg_settings.database_dsn, autocommit=True) as conn:
+        conn.execute("ANALYZE docchat_chunks")  # as autovacuum soon does: the planner knows the table is small
+    plans = []
+    execute = psycopg.Connection.execute
+
+    def explained(conn, query, params=None, **kw):
+        if isinstance(query, str) and query.startswith("WITH nearest"):
+            plans.append("\n".join(row[0] for row in execute(conn, "EXPLAIN " + query, params).fetchall()))
+        return execute(conn, query, params, **kw)
+
+    monkeypatch.setattr(psycopg.Connection, "execute", explained)
+    store = open_store(pg_settings)
+    try:
+        assert top_sources(store, embeddings, "varroa mites in the hive")  # the search still answers
+    finally:
+        store.close()
+    assert plans and all("docchat_chunks_hnsw" in plan for plan in plans), plans

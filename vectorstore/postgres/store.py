@@ -129,13 +129,16 @@ class PostgresStore:
         sql = ("WITH nearest AS MATERIALIZED (SELECT id, text, metadata, embedding <#> %s AS distance "
                f"FROM docchat_chunks WHERE {where_sql} ORDER BY distance LIMIT %s) "
                "SELECT id, text, metadata, -distance FROM nearest ORDER BY distance")
-        with self._pool.connection() as conn:
+        with self._pool.connection() as conn, conn.transaction():
+            if not sources:
+                # Dense search is what the HNSW index is for; with the long candidate list of
+                # ef_search 400 the planner prices it above reading a small table whole, and
+                # sorted every row instead (33 ms p50 at 10k chunks, 4.8 through the index;
+                # bench/RESULTS-postgres.md, Round 7).
+                conn.execute("SET LOCAL enable_seqscan = off")
             if n > self.settings.hnsw_ef_search:  # the candidate list must hold the whole top-n
-                with conn.transaction():
-                    conn.execute(f"SET LOCAL hnsw.ef_search = {min(int(n), 1000)}")
-                    rows = conn.execute(sql, [query, *params, n]).fetchall()
-            else:
-                rows = conn.execute(sql, [query, *params, n]).fetchall()
+                conn.execute(f"SET LOCAL hnsw.ef_search = {min(int(n), 1000)}")
+            rows = conn.execute(sql, [query, *params, n]).fetchall()
         return [Hit(int(i), text, float(score), metadata) for i, text, metadata, score in rows[:k]]
 
     def keyword_search(self, query: str, k: int, *, sources: list[str] | None = None) -> list[Hit]:

@@ -80,6 +80,10 @@ class Settings(BaseSettings):
     # Server mode: index and conversations in PostgreSQL + pgvector; unset = local files
     database_url: SecretStr | None = None
     hnsw_ef_search: int = Field(400, ge=10, le=1000)  # PostgreSQL dense search: HNSW candidate list size (recall@10 0.958 at 100k chunks, bench/RESULTS-postgres.md)
+    # PostgreSQL HNSW graph, used when the index is built (first ingest, `ingest --full`): pgvector's
+    # defaults; m 24 and ef_construction 128 reach recall@10 0.988 at 1M chunks (bench/RESULTS-postgres.md)
+    hnsw_m: int = Field(16, ge=2, le=100)
+    hnsw_ef_construction: int = Field(64, ge=4, le=1000)
 
     # Ingest
     chunk_size: int = Field(1000, ge=100, le=20000)
@@ -148,6 +152,9 @@ class Settings(BaseSettings):
         if dsn is not None and not dsn.startswith(("postgresql://", "postgres://")):
             raise ValueError("DOCCHAT_DATABASE_URL must be a PostgreSQL URL (postgresql://USER:PASSWORD@HOST:PORT/DB), "
                              "or unset for the local index")
+        if self.hnsw_ef_construction < 2 * self.hnsw_m:
+            raise ValueError(f"DOCCHAT_HNSW_EF_CONSTRUCTION ({self.hnsw_ef_construction}) must be at least twice "
+                             f"DOCCHAT_HNSW_M ({self.hnsw_m})")
         if self.fetch_k < self.k:
             raise ValueError(f"DOCCHAT_FETCH_K ({self.fetch_k}) must be at least DOCCHAT_K ({self.k})")
         return self

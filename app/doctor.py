@@ -175,7 +175,7 @@ def database_lines(settings) -> list[Line]:
                           "`docchat ingest --full` re-embeds with the settings' model and runtime"))
     else:
         lines.append(Line("Index", "ok", f"{status['model']} {status['embedding']}, {status['dim']} dims, HNSW index "
-                          f"{'present' if status['hnsw'] else 'MISSING'}"))
+                          f"{_graph(status['hnsw'])}"))
     return lines
 
 
@@ -226,3 +226,7 @@ def ocr_line(settings) -> Line:
         return Line("OCR", "warn", f"{detail}: {'+'.join(info['missing'])} not installed",
                     ocr.language_hint(info["missing"]))
     return Line("OCR", "ok", detail)
+
+
+def _graph(graph: dict | None) -> str:
+    return f"present (m {graph['m']}, ef_construction {graph['ef_construction']})" if graph else "MISSING"

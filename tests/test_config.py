@@ -72,6 +72,7 @@ def test_an_empty_value_means_the_default(monkeypatch, isolated_env):
                                                  "Input should be a valid boolean"),
     ("DOCCHAT_CHUNK_OVERLAP", "1000", "DOCCHAT_CHUNK_OVERLAP (1000) must be smaller than DOCCHAT_CHUNK_SIZE (1000)."),
     ("DOCCHAT_FETCH_K", "2", "DOCCHAT_FETCH_K (2) must be at least DOCCHAT_K (4)."),
+    ("DOCCHAT_HNSW_M", "48", "DOCCHAT_HNSW_EF_CONSTRUCTION (64) must be at least twice DOCCHAT_HNSW_M (48)."),
 ])
 def test_an_invalid_value_names_the_variable_the_value_and_what_is_allowed(monkeypatch, name, value, expected):
     monkeypatch.setenv(name, value)

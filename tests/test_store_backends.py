@@ -310,7 +310,7 @@ def test_copy_to_postgres_and_back_gives_the_same_results(settings, database_url
     database, index = database_lines(pg)
     assert database.status == "ok" and "pgvector 0.8" in database.detail and f"schema version {SCHEMA_VERSION}" in database.detail
     assert f"{len(DOCS)} documents" in database.detail
-    assert index.status == "ok" and "384 dims, HNSW index present" in index.detail
+    assert index.status == "ok" and "384 dims, HNSW index present (m 16, ef_construction 64)" in index.detail
 
 
 def test_keyword_scores_follow_every_change(pg_settings, pg_server, tmp_path, embeddings):
@@ -389,3 +389,29 @@ def test_dense_search_on_postgresql_goes_through_the_hnsw_index(pg_settings, doc
     finally:
         store.close()
     assert plans and all("docchat_chunks_hnsw" in plan for plan in plans), plans
+
+
+def test_a_full_rebuild_builds_the_hnsw_graph_the_settings_ask_for(pg_settings, docs, embeddings):
+    """DOCCHAT_HNSW_M / DOCCHAT_HNSW_EF_CONSTRUCTION (a larger graph for a 1M-chunk index) take
+    effect on the first ingest or on `ingest --full`; an ordinary sync does not rebuild."""
+    import psycopg
+
+    from vectorstore.postgres.schema import built_graph
+
+    def graph():
+        with psycopg.connect(pg_settings.database_dsn) as conn:
+            return built_graph(conn)
+
+    sync(pg_settings, [docs], embedder=embeddings)
+    assert graph() == {"m": 16, "ef_construction": 64}
+    larger = with_overrides(pg_settings, hnsw_m=24, hnsw_ef_construction=128)
+    (docs / "extra.md").write_text("# Extra\n\nSmoke calms the bees before the hive is opened.\n")
+    sync(larger, [docs], embedder=embeddings)
+    assert graph() == {"m": 16, "ef_construction": 64}
+    sync(larger, [docs], embedder=embeddings, full=True)
+    assert graph() == {"m": 24, "ef_construction": 128}
+    store = open_store(larger)
+    try:
+        assert top_sources(store, embeddings, "smoke calms the bees", k=1) == ["extra.md"]
+    finally:
+        store.close()

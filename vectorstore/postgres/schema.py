@@ -84,13 +84,31 @@ def migrate(conn) -> int:
     return found
 
 
-def stamp_sql(dim: int) -> list[str]:
+def stamp_sql(dim: int, graph: dict[str, int]) -> list[str]:
     """Give the embedding column its dimension and build the HNSW index (inner product on
-    normalised vectors = cosine)."""
-    return [
-        f"ALTER TABLE docchat_chunks ALTER COLUMN embedding TYPE vector({int(dim)})",
-        "CREATE INDEX IF NOT EXISTS docchat_chunks_hnsw ON docchat_chunks USING hnsw (embedding vector_ip_ops)",
-    ]
+    normalised vectors = cosine) with ``graph``'s parameters (``hnsw_graph``)."""
+    return [f"ALTER TABLE docchat_chunks ALTER COLUMN embedding TYPE vector({int(dim)})", hnsw_sql(graph)]
+
+
+def hnsw_graph(settings) -> dict[str, int]:
+    """The HNSW build parameters the settings ask for."""
+    return {"m": int(settings.hnsw_m), "ef_construction": int(settings.hnsw_ef_construction)}
+
+
+def hnsw_sql(graph: dict[str, int]) -> str:
+    options = ", ".join(f"{name} = {value}" for name, value in graph.items())
+    return f"CREATE INDEX IF NOT EXISTS docchat_chunks_hnsw ON docchat_chunks USING hnsw (embedding vector_ip_ops) WITH ({options})"
+
+
+def built_graph(conn) -> dict[str, int] | None:
+    """The parameters the HNSW index was built with (pgvector's defaults where none were given),
+    or None when there is no index."""
+    found = conn.execute("SELECT reloptions FROM pg_class WHERE oid = to_regclass('docchat_chunks_hnsw')").fetchone()
+    if found is None:
+        return None
+    graph = {"m": 16, "ef_construction": 64}  # pgvector's defaults
+    graph.update((name, int(value)) for name, value in (option.split("=", 1) for option in found[0] or []))
+    return graph
 
 
 def unstamp_sql() -> list[str]:

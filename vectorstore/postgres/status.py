@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from vectorstore.postgres.connection import connect, pgvector_version, where
+from vectorstore.postgres.schema import built_graph
 from vectorstore.postgres.store import read_stamp
 
 if TYPE_CHECKING:
@@ -28,5 +29,5 @@ def database_status(settings: "Settings") -> dict:
             "model": model,
             "dim": dim,
             "embedding": embedding,
-            "hnsw": conn.execute("SELECT to_regclass('docchat_chunks_hnsw')").fetchone()[0] is not None,
+            "hnsw": built_graph(conn),  # its m and ef_construction, None when missing
         }

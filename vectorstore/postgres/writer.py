@@ -244,6 +244,14 @@ class PostgresWriter:
             self._conn.execute(_FOLD)
             self._conn.execute("DELETE FROM docchat_terms WHERE chunks <= 0 AND lexeme <> ''")
 
+    def _rebuild_graph_if_asked(self) -> None:
+        """A full rebuild builds the HNSW index again when DOCCHAT_HNSW_M or
+        DOCCHAT_HNSW_EF_CONSTRUCTION changed since it was built (in the same transaction)."""
+        built, wanted = schema.built_graph(self._conn), schema.hnsw_graph(self.settings)
+        if built is not None and built != wanted:
+            self._conn.execute("DROP INDEX docchat_chunks_hnsw")
+            self._conn.execute(schema.hnsw_sql(wanted))
+
     def _ensure_stamp(self, dim: int) -> None:
         """Stamp model, dimension and runtime-precision on the first write; refuse vectors of
         another size, model or runtime later."""
@@ -264,7 +272,7 @@ class PostgresWriter:
                 self._conn.execute("SELECT pg_advisory_xact_lock(%s)", [schema.INDEX_LOCK])
                 model, stamped_dim, embedding = read_stamp(self._conn)  # another writer may have stamped meanwhile
             if model is None:
-                for sql in schema.stamp_sql(dim):
+                for sql in schema.stamp_sql(dim, schema.hnsw_graph(self.settings)):
                     self._conn.execute(sql)
                 self._write_stamp(dim)
                 model, stamped_dim, embedding = wanted
@@ -296,6 +304,7 @@ class PostgresWriter:
                 self._begin("", "")  # a rebuild of nothing still empties the index
             if embedding and self._stamp[0] is not None:
                 self._conn.execute("UPDATE docchat_meta SET value = %s WHERE key = 'embedding'", [embedding])
+            self._rebuild_graph_if_asked()
             number = self._conn.execute("SELECT nextval('docchat_changes')").fetchone()[0]
             self._conn.commit()
             checkpoint("file-committed")

@@ -38,7 +38,7 @@ from app.config import load_settings, with_overrides  # noqa: E402
 from app.engine.fusion import add_keyword_hits  # noqa: E402
 from vectorstore import postings  # noqa: E402
 from vectorstore.backend import open_store, open_writer  # noqa: E402
-from vectorstore.postgres import keywords  # noqa: E402
+from vectorstore.postgres import keywords, schema  # noqa: E402
 from vectorstore.postgres.connection import connect  # noqa: E402
 from vectorstore.records import FileRecord, NewChunk  # noqa: E402
 from vectorstore.transfer import copy_index  # noqa: E402
@@ -191,8 +191,7 @@ def load(settings, kind: str, texts, metas, idx, vecs) -> float:
             writer.add_file(record, chunks, vecs[first:rows.stop])
         if kind == "postgres":  # the HNSW graph must fit in memory, else the build runs for hours
             writer._conn.execute(f"SET maintenance_work_mem = '{max(1024, len(idx) * 4 // 1024)}MB'")
-            for sql in ("CREATE INDEX docchat_chunks_hnsw ON docchat_chunks USING hnsw (embedding vector_ip_ops)",):
-                writer._conn.execute(sql)
+            writer._conn.execute(schema.hnsw_sql(schema.hnsw_graph(settings)))
         writer.commit(settings.embedding_model_name)
     if kind == "postgres":  # what autovacuum does soon after a large write: row estimates for the planner
         with connect(settings, autocommit=True) as conn:
@@ -238,14 +237,25 @@ def search_row(n: int, label: str, measured, seconds: str = "", keyword: bool = 
           f"{ms(hybrid)} | {recall:.3f} / {filtered_recall:.3f} | | {load_average} |", flush=True)
 
 
-def dense_at(settings, n: int, queries, qvecs, vecs, idx_files) -> None:
+def dense_at(settings, n: int, queries, qvecs, vecs, idx_files, built: str = "") -> None:
     """One more row: dense search and recall@10 at this store's ``hnsw.ef_search``."""
     store = open_store(settings, kind="postgres")
     for v in qvecs[:3]:  # warm-up
         store.search(v, 10)
     measured = searches(store, queries, qvecs, vecs, idx_files)
     store.close()
-    search_row(n, f"postgres, ef_search={settings.hnsw_ef_search}", measured, keyword=False)
+    search_row(n, f"postgres, ef_search={settings.hnsw_ef_search}{built}", measured, keyword=False)
+
+
+def rebuild_hnsw(settings, n: int, params: str) -> float:
+    """Build the HNSW index again with these parameters (e.g. ``m=24,ef_construction=128``)."""
+    start = time.perf_counter()
+    with connect(settings, autocommit=True) as conn:
+        conn.execute(f"SET maintenance_work_mem = '{max(1024, n * 6 // 1024)}MB'")
+        conn.execute("DROP INDEX docchat_chunks_hnsw")
+        conn.execute("CREATE INDEX docchat_chunks_hnsw ON docchat_chunks USING hnsw (embedding vector_ip_ops) "
+                     f"WITH ({params})")
+    return time.perf_counter() - start
 
 
 def resync(settings, kind: str, texts, metas, vecs) -> float:
@@ -292,6 +302,9 @@ def main() -> int:
                         "(the first is used for the rest)")
     parser.add_argument("--ef-search", type=int, nargs="+", default=[],
                         help="PostgreSQL: also measure dense search and recall@10 at these hnsw.ef_search values")
+    parser.add_argument("--hnsw-build", nargs="+", default=[],
+                        help="PostgreSQL: then build the HNSW index again with these parameters (m=24,ef_construction=128) "
+                        "and measure the --ef-search rows again")
     parser.add_argument("--kinds", nargs="+", choices=["local", "postgres"], default=["local", "postgres"],
                         help="stores to measure at each size")
     parser.add_argument("--spread", choices=["copies", "mixtures"], default="copies",
@@ -345,11 +358,21 @@ def main() -> int:
             if kind == "local":  # the keyword side keeps word scores once read (vectorstore/postings.py)
                 postings.reads_done()
                 search_row(n, "local, asked again", searches(store, queries, qvecs, vecs, idx_files))
+                postings.forget_except(set())  # as a new app: common words read ahead, the questions' not
+                start = time.perf_counter()
+                store.warm()
+                postings.reads_done()
+                search_row(n, "local, first time, read ahead", searches(store, queries, qvecs, vecs, idx_files),
+                           f"{time.perf_counter() - start:.1f} (read ahead)")
             use_budget(args.budgets[0])
             store.close()
             if kind == "postgres":
                 for ef in args.ef_search:
                     dense_at(with_overrides(pg, hnsw_ef_search=ef), n, queries, qvecs, vecs, idx_files)
+                for params in args.hnsw_build:
+                    built = f", built with {params} in {rebuild_hnsw(pg, n, params):.0f} s"
+                    for ef in args.ef_search or [pg.hnsw_ef_search]:
+                        dense_at(with_overrides(pg, hnsw_ef_search=ef), n, queries, qvecs, vecs, idx_files, built)
             again = resync(settings, kind, texts, metas, vecs)
             print(f"| {n:,} | {kind} | | | | | | | {again:.2f} s | |", flush=True)
         shutil.rmtree(local.index_path, ignore_errors=True)

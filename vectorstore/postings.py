@@ -28,6 +28,7 @@ import sqlite3
 import threading
 from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import numpy as np
 
@@ -129,23 +130,20 @@ def _read_all(db: sqlite3.Connection, segment_key: tuple, n: int, words: list[st
         pass
 
 
-def warm(db: sqlite3.Connection, segments: list[tuple[tuple, int]], rarely_asked: frozenset[str]) -> None:
+def warm(db: sqlite3.Connection, segments: list[tuple[tuple, int, Path]], rarely_asked: frozenset[str]) -> None:
     """Read ahead, in the background, the scores of the words many chunks of these segments
-    (``(segment_key, n)``) hold; the stems of ``rarely_asked`` words last."""
+    (``(segment_key, n, rows file)``) hold; the stems of ``rarely_asked`` words last."""
     _later().submit(_warm, db, segments, rarely_asked)
 
 
-def _warm(db: sqlite3.Connection, segments: list[tuple[tuple, int]], rarely_asked: frozenset[str]) -> None:
+def _warm(db: sqlite3.Connection, segments: list[tuple[tuple, int, Path]], rarely_asked: frozenset[str]) -> None:
     # A question drops its stop words, but a stop word's stem can be another word's too ("on",
     # "one"): those come last rather than never.
     last = {stems(word) for word in rarely_asked}
     try:
         common = []
-        for segment_key, n in segments:
-            db.execute(f"CREATE VIRTUAL TABLE IF NOT EXISTS temp.docchat_vocab_s{n} "
-                       f"USING fts5vocab('s{n}', 'chunks_fts', 'row')")
-            common += [((term,) in last, -rows, term, segment_key, n) for term, rows in db.execute(
-                f"SELECT term, doc FROM temp.docchat_vocab_s{n} WHERE doc > ?", [WARM_MIN_ROWS])]
+        for segment_key, n, rows_file in segments:
+            common += [((term,) in last, -rows, term, segment_key, n) for term, rows in _common_terms(rows_file)]
         budget = WARM_POSTINGS
         for _, minus_rows, term, segment_key, n in sorted(common):
             # a term FTS5 stores is read by asking for it, so only one that stems to itself
@@ -154,8 +152,20 @@ def _warm(db: sqlite3.Connection, segments: list[tuple[tuple, int]], rarely_aske
             if _get((segment_key, (term,))) is None:
                 _read(db, segment_key, n, term)
             budget -= -minus_rows
-    except sqlite3.Error:  # the store was closed meanwhile: nothing to keep
+    except sqlite3.Error:  # the store was closed, or its generation removed, meanwhile: nothing to keep
         pass
+
+
+def _common_terms(rows_file: Path) -> list[tuple[str, int]]:
+    """The terms more than WARM_MIN_ROWS rows of a segment hold, with their row counts, from FTS5's
+    vocabulary table. On a connection of its own: creating that (temporary) table on the store's
+    shared one aborted a page's query running beside it ("abort due to ROLLBACK")."""
+    own = sqlite3.connect(rows_file.as_uri() + "?immutable=1", uri=True)
+    try:
+        own.execute("CREATE VIRTUAL TABLE temp.vocabulary USING fts5vocab('main', 'chunks_fts', 'row')")
+        return own.execute("SELECT term, doc FROM temp.vocabulary WHERE doc > ?", [WARM_MIN_ROWS]).fetchall()
+    finally:
+        own.close()
 
 
 @functools.lru_cache(maxsize=65_536)

@@ -296,7 +296,8 @@ class Store:
     def warm(self) -> None:
         """Read the keyword scores of the words most chunks hold, in the background, so that the
         first questions are ranked from them too (vectorstore/postings.py)."""
-        postings.warm(self._db, [(self._segment_key(n), n) for n in range(len(self._segments))], STOPWORDS)
+        postings.warm(self._db, [(self._segment_key(n), n, self.path / segments.rows_file(part.name))
+                                 for n, part in enumerate(self._segments)], STOPWORDS)
 
     def _ranked(self, n: int, terms: list[str], match: str, sources: list[str] | None, limit: int) -> list:
         """Segment n's best ``limit`` live rows for ``match`` (an OR of ``terms``) as (id, rank),

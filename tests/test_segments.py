@@ -368,3 +368,17 @@ def test_words_too_common_to_keep_are_not_read_over_and_over(settings, monkeypat
     monkeypatch.setattr(postings, "MAX_POSTINGS", 300)
     assert store.keyword_search("plain chunk", 5)  # 200 rows, over half of what may be kept
     assert len(submitted) == 1
+
+
+def test_a_word_already_kept_is_not_read_again_off_the_path(settings, monkeypatch):
+    """Two questions in a row can send the same words to be read after them: the second reading
+    finds them kept, under their stems ("chunks" is kept as "chunk"), and reads nothing."""
+    commit(settings, **{"a.md": unit(6)})
+    store = Store.open(settings, check_model=False)
+    postings.forget_except(set())
+    reads = []
+    read = postings._read
+    monkeypatch.setattr(postings, "_read", lambda *args: reads.append(args[3]) or read(*args))
+    for _ in range(2):
+        postings._read_all(store._db, store._segment_key(0), 0, ["chunks", "plain"])
+    assert reads == ["chunks", "plain"]

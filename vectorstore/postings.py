@@ -59,7 +59,7 @@ def best(db: sqlite3.Connection, segment_key: tuple, n: int, words: list[str], l
     """Segment ``n``'s best ``limit`` rows for any of ``words`` as (id, rank), best first, rank
     being FTS5's (bm25(), lower is better); ``deleted`` ids left out. None when the words not
     kept yet hold more than COLD_ROWS rows (``rows_with(word)``: how many): rank by FTS5 then."""
-    held = {word: _get((segment_key, stems(word))) for word in words}
+    held = {word: _held(segment_key, word) for word in words}
     cold = [word for word, found in held.items() if found is None]
     cold_rows = sum(rows_with(word) for word in cold)
     if cold_rows > COLD_ROWS:
@@ -103,6 +103,11 @@ def forget_except(keep: set[tuple]) -> None:
             _size -= _kept.pop(key)[0].size
 
 
+def _held(segment_key: tuple, word: str):
+    """The kept (ids, scores) of ``word`` in a segment, under its stems; None when not kept."""
+    return _get((segment_key, stems(word)))
+
+
 def _get(key: tuple):
     with _lock:
         found = _kept.get(key)
@@ -124,7 +129,7 @@ def reads_done() -> None:
 def _read_all(db: sqlite3.Connection, segment_key: tuple, n: int, words: list[str]) -> None:
     try:
         for word in words:
-            if _get((segment_key, word)) is None:
+            if _held(segment_key, word) is None:  # another question's reading may have kept it
                 _read(db, segment_key, n, word)
     except sqlite3.ProgrammingError:  # the store was closed meanwhile: nothing to keep
         pass
@@ -149,7 +154,7 @@ def _warm(db: sqlite3.Connection, segments: list[tuple[tuple, int, Path]], rarel
             # a term FTS5 stores is read by asking for it, so only one that stems to itself
             if -minus_rows > budget or stems(term) != (term,):
                 continue
-            if _get((segment_key, (term,))) is None:
+            if _held(segment_key, term) is None:
                 _read(db, segment_key, n, term)
             budget -= -minus_rows
     except sqlite3.Error:  # the store was closed, or its generation removed, meanwhile: nothing to keep

@@ -195,11 +195,12 @@ class Checked:
 class SentenceJudge:
     """Judges the sentences of one answer in order (it remembers the earlier ones)."""
 
-    def __init__(self, prompt: PromptLines, source_text: str, asked: str = ""):
+    def __init__(self, prompt: PromptLines, source_text: str, asked: str = "", said: str = ""):
         self.prompt = prompt
         self.source_text = source_text.lower()
         self.asked = asked.lower()  # the user's words: a figure they give is not made up ("start at 1000")
-        self.seen: list[list[str]] = []
+        # what the user was already shown (the quoted evidence): saying it again is repetition
+        self.seen: list[list[str]] = [words(sentence) for sentence in split_sentences(said.replace(">", " "))]
         self._sentences: list[str] | None = None
 
     def problem(self, sentence: str) -> str | None:
@@ -362,8 +363,7 @@ def check_answer(text: str, prompt: PromptLines, sources_text: str, quote_label:
     text, cut = cut_at_next_turn(text)
     if cut:
         problems.append(MARKUP)
-    judge = SentenceJudge(prompt, sources_text, asked)
-    judge.seen.extend(words(sentence) for sentence in split_sentences(said.replace(">", " ")))
+    judge = SentenceJudge(prompt, sources_text, asked, said)
     kept = []
     for piece in re.split(r"(\n+)", text):  # keep the answer's line structure (lists)
         if piece.startswith("\n"):
@@ -414,8 +414,7 @@ class StreamGuard:
     MAX_REPEATS = 2  # repeated sentences dropped before the model is stopped
 
     def __init__(self, prompt: PromptLines, sources_text: str, said: str = "", asked: str = ""):
-        self.judge = SentenceJudge(prompt, sources_text, asked)
-        self.judge.seen.extend(words(sentence) for sentence in split_sentences(said.replace(">", " ")))
+        self.judge = SentenceJudge(prompt, sources_text, asked, said)
         self.raw = ""
         self.pending = ""  # the unfinished sentence not yet shown
         self.shown_of_pending = 0  # how much of ``pending`` was already released

@@ -80,6 +80,16 @@ def test_abstains_without_inventing_a_source(engine):
     assert answer.sources == [] and answer.cited == [] and answer.grounded is False
 
 
+def test_a_turn_the_caller_has_saved_is_not_saved_again(engine):
+    """The page saves a stopped answer's part itself when its run is slow to unwind; the
+    engine, reaching its own save later, is told so and does not add the turn twice."""
+    thread = engine.threads.create()
+    *_, done = engine.stream("What is the capital of Peru?", thread.id, claim_save=lambda: False)
+    assert done.answer.text == engine.prompts.not_found and engine.threads.messages(thread.id) == []
+    *_, done = engine.stream("What is the capital of Peru?", thread.id, claim_save=lambda: True)
+    assert [m.role for m in engine.threads.messages(thread.id)] == ["user", "assistant"]
+
+
 def _without_markers(text: str) -> str:
     return re.sub(r" \[\d+(?:, *\d+)*\]", "", text)
 

@@ -181,6 +181,31 @@ def test_rename_search_delete_with_confirmation_and_undo(two_threads, threads):
     assert not at.exception and len(at.chat_message) == 0
 
 
+def test_a_stopped_answer_whose_run_is_slow_to_unwind_is_saved_once(threads, settings):
+    """Stop pressed while the model is busy (its run only stops at the next token): the next
+    run saves what had arrived, shows it from the thread (so it lists and exports), and the
+    stopped run, unwinding later, does not save it a second time."""
+    import threading
+
+    from app.ui import chat, conversations
+
+    thread = threads.create("Widgets")
+    flight = {"thread": thread.id, "question": "When is the widget oiled?", "parts": ["Every ", "Tues"],
+              "lock": threading.Lock()}  # fmt: skip
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state[conversations.THREAD] = thread.id
+    at.session_state[chat.IN_FLIGHT] = flight
+    at.run()
+    assert not at.exception
+    saved = threads.messages(thread.id)
+    assert [(m.role, m.content, m.stopped) for m in saved] == [
+        ("user", "When is the widget oiled?", False), ("assistant", "Every Tues", True)]  # fmt: skip
+    assert "Stopped: the answer above is the part that had arrived" in texts(at)
+    assert "Every Tues" in threads.export(thread.id)["messages"][1]["content"]
+    assert chat.IN_FLIGHT not in at.session_state
+    assert not chat._claim_save(flight), "the stopped run, unwinding now, must not save again"
+
+
 def test_threads_survive_a_restart(two_threads):
     first, second = two_threads
     # A new AppTest is a new page process as far as the page knows; the threads are on disk.

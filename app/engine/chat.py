@@ -16,7 +16,7 @@ import re
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -167,6 +167,7 @@ class Engine:
         k: int | None = None,
         temperature: float | None = None,
         score_threshold: float | None = None,
+        claim_save: Callable[[], bool] | None = None,
     ) -> Iterator[Event]:
         """Answer ``question`` in ``thread_id`` (a new thread when None), token by token.
 
@@ -175,6 +176,8 @@ class Engine:
         user is shown, so one bad answer cannot poison the follow-ups) are saved in the thread.
         The text of ``Done`` is the one to keep showing: it can differ from the streamed
         pieces when the check replaced the model's answer by quoted evidence.
+        ``claim_save``, asked just before the save: False when the caller has already saved
+        this turn itself (the page keeps a stopped answer's part that had arrived).
         """
         clock = _Clock()
         question = _required(question)
@@ -195,7 +198,8 @@ class Engine:
         clock.lap("check")
         answer.thread_id, answer.rewritten_query = thread.id, query
         answer.timings = clock.timings(retrieval, turn)
-        self.threads.add_exchange(thread.id, question, answer.text, json.dumps(answer.to_dict()))
+        if claim_save is None or claim_save():
+            self.threads.add_exchange(thread.id, question, answer.text, json.dumps(answer.to_dict()))
         yield Done(answer)
 
     # -- the answer as the user gets it -------------------------------------------------

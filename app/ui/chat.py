@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 import time
 from dataclasses import dataclass, field
 
@@ -79,7 +80,7 @@ def render_history(messages, options: ChatOptions) -> None:
             controls.answer_controls(options, message, answer, question, last=i == last_answer)
 
 
-IN_FLIGHT = "answer_in_flight"  # the answer being streamed: {thread, question, parts}
+IN_FLIGHT = "answer_in_flight"  # the answer being streamed: {thread, question, parts, lock}
 STOP_WAIT_S = 3.0  # how long the next run waits for a stopped answer to be saved
 
 
@@ -88,14 +89,15 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
 
     A stop (the Stop button, or anything else that reruns the page meanwhile) keeps the part
     that had arrived in the thread, marked stopped. Streamlit starts the next run before this
-    one has unwound (it stops at its next token), so what has arrived is also kept in the
-    session, where the next run shows it (``render_in_flight``) until it is saved.
+    one has unwound (it stops at its next token, and a loaded machine can take seconds to
+    reach it), so what has arrived is also kept in the session: the next run saves it itself
+    if this run has not by then (``wait_for_stopped_answer``). Whichever saves first saves;
+    the engine too asks before it saves the whole answer, so a stopped turn is saved once.
     """
     from app.engine.answer import Done, Token
 
     done: list = []  # the Answer, once the stream ends (tool calls arrive in it too)
-    flight = {"thread": options.thread_id, "question": question, "parts": [],
-              "before": len(threads.messages(options.thread_id))}  # fmt: skip
+    flight = {"thread": options.thread_id, "question": question, "parts": [], "lock": threading.Lock()}
     st.session_state[IN_FLIGHT] = flight
 
     def pieces():
@@ -106,6 +108,7 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
             k=options.k,
             temperature=options.temperature,
             score_threshold=options.score_threshold,
+            claim_save=lambda: _claim_save(flight),
         ):
             if isinstance(event, Token):
                 flight["parts"].append(event.text)
@@ -122,7 +125,7 @@ def stream_answer(engine, threads, question: str, options: ChatOptions):
     except ScriptControlException:  # stopped, or the page rerun for another click
         # No Streamlit call from here on: this run is being stopped, and the session state
         # is the next run's. The flight is marked in place; the next run clears it.
-        if not done:
+        if not done and _claim_save(flight):
             keep_stopped(threads, options.thread_id, question, "".join(flight["parts"]))
         flight["landed"] = True
         raise
@@ -148,35 +151,28 @@ def _land(flight: dict) -> None:
         del st.session_state[IN_FLIGHT]
 
 
-def wait_for_stopped_answer(limit_s: float = STOP_WAIT_S) -> None:
+def wait_for_stopped_answer(threads, limit_s: float = STOP_WAIT_S) -> None:
     """Give a stopped answer's run the moment it needs to save it (it stops at its next
-    token), so that this run shows, lists and exports it from the thread."""
+    token); if it has not by then, save what had arrived here. Either way this run shows,
+    lists and exports the stopped answer from the thread."""
     flight = st.session_state.get(IN_FLIGHT)
     deadline = time.monotonic() + limit_s
     while flight and not flight.get("landed") and time.monotonic() < deadline:
         time.sleep(0.05)
-    if flight and flight.get("landed"):
-        del st.session_state[IN_FLIGHT]
+    if not flight:
+        return
+    if not flight.get("landed") and _claim_save(flight):  # its run is still waiting on the model
+        keep_stopped(threads, flight["thread"], flight["question"], "".join(flight["parts"]))
+    del st.session_state[IN_FLIGHT]
 
 
-def render_in_flight(thread_id: str | None, options: ChatOptions, shown: int) -> None:
-    """An answer of this thread that was stopped and was not saved when the history above
-    (``shown`` messages) was read: the saved one if it has been saved since, else what had
-    arrived (its run is still waiting for a slow model's next token)."""
-    flight = st.session_state.get(IN_FLIGHT)
-    if not flight or flight["thread"] != thread_id:
-        return
-    messages = options.threads.messages(thread_id)
-    if len(messages) > flight["before"]:  # saved: shown above, or saved while this run drew it
-        if flight.get("landed"):
-            del st.session_state[IN_FLIGHT]
-        render_history(messages[shown:], options)
-        return
-    with st.chat_message("user"):
-        st.markdown(safe_markdown(flight["question"]))
-    with st.chat_message("assistant"):
-        st.markdown(safe_markdown("".join(flight["parts"])) or "*(nothing had arrived yet)*")
-        st.caption(":material/stop_circle: Stopped: the answer above is the part that had arrived.")
+def _claim_save(flight: dict) -> bool:
+    """True for the first caller only: the one that saves this turn (the stopped run, the
+    run after it, or the engine with the whole answer)."""
+    with flight["lock"]:
+        first = not flight.get("saved")
+        flight["saved"] = True
+    return first
 
 
 def keep_stopped(threads, thread_id: str, question: str, partial: str) -> None:

@@ -75,13 +75,13 @@ def quiet_logs(settings) -> None:
 
 
 def chat_page(settings) -> None:
-    chat.wait_for_stopped_answer()
+    threads = resources.threads(settings)
+    chat.wait_for_stopped_answer(threads)
     notices = st.container()  # index problems show at the top of the page
     with notices:
         store, documents = open_index(settings)
         panels.show_report()
     known = {d.source for d in documents}
-    threads = resources.threads(settings)
     with st.sidebar:
         thread_id = conversations.threads_panel(settings, known)
         knobs = panels.settings_panel(settings)
@@ -104,7 +104,6 @@ def chat_page(settings) -> None:
     if thread_id:
         history = threads.messages(thread_id)
         chat.render_history(history, options)
-        chat.render_in_flight(thread_id, options, len(history))
     elif store is None:
         welcome.empty_state(settings)
     elif not question:

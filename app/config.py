@@ -35,6 +35,12 @@ DEFAULT_LLM_MODELS = {
     "ollama": "llama3.2",
     "openai": "gpt-4o-mini",
 }
+# Texts per model call when DOCCHAT_EMBED_BATCH_SIZE is unset, by what runs them, as measured on
+# PostgreSQL-doc chunks (bench/RESULTS-scale.md, Round 8): ONNX Runtime is 10-15% faster at
+# 1-8 than at 32 (less padding); torch keeps sentence-transformers' 32. The int8 weights take
+# one text at a time: their activations are quantized with one scale per call, so in a batch
+# a chunk's vector would depend on the chunks beside it (and retrieval moved with it).
+EMBED_BATCH_SIZES = {"onnx-fp32": 8, "onnx-int8": 1, "torch": 32}
 DEFAULT_EMBEDDING_MODELS = {
     "huggingface": "sentence-transformers/all-MiniLM-L6-v2",
     "ollama": "nomic-embed-text",
@@ -64,7 +70,9 @@ class Settings(BaseSettings):
     embedding_backend: Backend = "huggingface"
     embedding_model: str = ""
     embedding_runtime: Literal["auto", "onnx", "torch"] = "auto"  # huggingface only; auto: onnx if installed
-    embedding_precision: Literal["int8", "fp32"] = "fp32"  # of the onnx runtime; torch is always fp32
+    # Of the onnx runtime (torch is always fp32). int8-documents: the index's vectors int8,
+    # questions fp32 (a question is one short text; bench/RESULTS-scale.md, Round 8).
+    embedding_precision: Literal["fp32", "int8-documents", "int8"] = "fp32"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     temperature: float = Field(0.1, ge=0.0, le=2.0)
     max_new_tokens: int = Field(256, ge=1, le=32768)
@@ -88,7 +96,7 @@ class Settings(BaseSettings):
     # Ingest
     chunk_size: int = Field(1000, ge=100, le=20000)
     chunk_overlap: int = Field(150, ge=0)
-    embed_batch_size: int = Field(32, ge=1, le=4096)
+    embed_batch_size: int | None = Field(None, ge=1, le=4096)  # None: the runtime's (EMBED_BATCH_SIZES)
     max_file_mb: float = Field(50.0, gt=0)
     parse_timeout_s: float = Field(60.0, gt=0)
     embed_headings: bool = True  # embed "title > heading path" before each chunk's text
@@ -185,6 +193,12 @@ class Settings(BaseSettings):
     @property
     def embedding_model_name(self) -> str:
         return self.embedding_model or DEFAULT_EMBEDDING_MODELS[self.embedding_backend]
+
+    def embed_batch(self, weights: str = "fp32") -> int:
+        """Texts per call to the local embedding model: the setting, else the measured best for
+        the runtime and, on ONNX, the weights (``fp32`` or ``int8``)."""
+        runtime = self.embedding_runtime_name
+        return self.embed_batch_size or EMBED_BATCH_SIZES.get(f"onnx-{weights}" if runtime == "onnx" else runtime, 32)
 
     @property
     def embedding_runtime_name(self) -> str:

@@ -3,8 +3,9 @@
 Three runtimes, chosen by ``settings.embedding_runtime_name``:
 
 - ``onnx``: a local sentence-transformers model exported once to ONNX (``ingest.onnx_encoder``)
-  and run by ONNX Runtime, fp32 or int8 (``DOCCHAT_EMBEDDING_PRECISION``). The default for
-  the ``huggingface`` backend when onnxruntime is installed: no torch at query time.
+  and run by ONNX Runtime, fp32 or int8 (``DOCCHAT_EMBEDDING_PRECISION``; ``int8-documents``
+  embeds what the index stores with the int8 weights and questions with the fp32 ones). The
+  default for the ``huggingface`` backend when onnxruntime is installed: no torch at query time.
 - ``torch``: the same model through sentence-transformers (``DOCCHAT_EMBEDDING_RUNTIME=torch``).
 - a server (``ollama``, ``openai``): LangChain's embeddings for that backend.
 
@@ -48,7 +49,9 @@ class Embedder:
         return self._backend
 
     def __call__(self, texts: list[str]) -> np.ndarray:
-        vectors = self.backend.embed(texts)
+        # A backend embeds what the index stores with embed_documents; stand-ins in tests and
+        # benchmarks have only embed, which serves for both.
+        vectors = getattr(self.backend, "embed_documents", self.backend.embed)(texts)
         self.texts_embedded += len(texts)
         return vectors
 
@@ -62,7 +65,8 @@ class LocalEncoder(Embeddings):
 
     def __init__(self, settings: "Settings"):
         self.settings = settings
-        self._encoder = None  # OnnxEncoder or SentenceTransformer, built on first use
+        self._encoder = None  # the SentenceTransformer (torch), built on first use
+        self._onnx_encoders: dict[str, object] = {}  # OnnxEncoder per weights file (fp32, int8)
 
     @property
     def runtime(self) -> str:
@@ -71,7 +75,18 @@ class LocalEncoder(Embeddings):
 
     @property
     def precision(self) -> str:
+        """``fp32``, ``int8`` or ``int8-documents`` (the index's vectors int8, questions fp32)."""
         return self.settings.embedding_precision if self.runtime == "onnx" else "fp32"
+
+    @property
+    def document_weights(self) -> str:
+        """The weights that embed what the index stores."""
+        return "fp32" if self.precision == "fp32" else "int8"
+
+    @property
+    def query_weights(self) -> str:
+        """The weights that embed questions and any other text compared on the spot."""
+        return "int8" if self.precision == "int8" else "fp32"
 
     def describe(self) -> str:
         """``onnx fp32`` and the like, as `docchat doctor` shows it."""
@@ -79,27 +94,36 @@ class LocalEncoder(Embeddings):
 
     # -- the contract -------------------------------------------------------------------------
     def encode_texts(self, texts: list[str]) -> np.ndarray:
-        """One L2-normalised float32 row per text, in order; ``(0, 0)`` for no texts."""
+        """One L2-normalised float32 row per text, in order; ``(0, 0)`` for no texts. Questions
+        and texts compared on the spot; what the index stores goes through ``encode_documents``."""
+        return self._encode(texts, self.query_weights)
+
+    def encode_documents(self, texts: list[str]) -> np.ndarray:
+        """The rows the index stores for ``texts`` (int8 weights under ``int8-documents``)."""
+        return self._encode(texts, self.document_weights)
+
+    def _encode(self, texts: list[str], weights: str) -> np.ndarray:
         if not texts:
             return np.zeros((0, 0), dtype=np.float32)
         texts = list(texts)
-        vectors = self._onnx().encode(texts) if self.runtime == "onnx" else self._torch_encode(texts)
+        vectors = self._onnx(weights).encode(texts) if self.runtime == "onnx" else self._torch_encode(texts)
         return np.ascontiguousarray(vectors, dtype=np.float32)
 
     def embed_documents(self, texts: list[str]) -> list[list[float]]:
-        return self.encode_texts(texts).tolist()
+        return self.encode_documents(texts).tolist()
 
     def embed_query(self, text: str) -> list[float]:
         return self.encode_texts([text])[0].tolist()
 
     def load(self) -> "LocalEncoder":
-        """Load (and on first use export) the model now rather than on the first text."""
-        self._onnx() if self.runtime == "onnx" else self._torch()
+        """Load (and on first use export) the model now rather than on the first text (the
+        questions' weights: the documents' are loaded by the first ingest that needs them)."""
+        self._onnx(self.query_weights) if self.runtime == "onnx" else self._torch()
         return self
 
     # -- runtimes -----------------------------------------------------------------------------
-    def _onnx(self):
-        if self._encoder is None:
+    def _onnx(self, weights: str):
+        if weights not in self._onnx_encoders:
             from app.backends.huggingface import embedding_model_path
             from ingest.onnx_encoder import OnnxEncoder, UnsupportedModel, ensure_exported, export_dir
 
@@ -107,7 +131,7 @@ class LocalEncoder(Embeddings):
             path = embedding_model_path(name)
             try:
                 folder = ensure_exported(path, export_dir(self.settings.model_cache_path, path))
-                self._encoder = OnnxEncoder(folder, self.settings.embedding_precision, self.settings.embed_batch_size)
+                self._onnx_encoders[weights] = OnnxEncoder(folder, weights, self.settings.embed_batch(weights))
             except UnsupportedModel as exc:
                 raise BackendError(f"The embedding model {name!r} cannot run on ONNX Runtime: {exc}.",
                                    fix="Set DOCCHAT_EMBEDDING_RUNTIME=torch.") from None
@@ -117,7 +141,7 @@ class LocalEncoder(Embeddings):
                     fix="Check DOCCHAT_EMBEDDING_MODEL and that DOCCHAT_MODEL_CACHE_DIR can be written, "
                     "or set DOCCHAT_EMBEDDING_RUNTIME=torch.",
                 ) from exc
-        return self._encoder
+        return self._onnx_encoders[weights]
 
     def _torch(self):
         if self._encoder is None:
@@ -140,7 +164,7 @@ class LocalEncoder(Embeddings):
     def _torch_encode(self, texts: list[str]) -> np.ndarray:
         model = self._torch()
         encode = lambda: model.encode(  # noqa: E731 - sentence-transformers sorts by length itself
-            texts, batch_size=self.settings.embed_batch_size, normalize_embeddings=True,
+            texts, batch_size=self.settings.embed_batch(), normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=False)
         if len(texts) > 1:
             return encode()

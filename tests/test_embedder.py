@@ -14,6 +14,7 @@ import pytest
 from app.config import load_settings, with_overrides
 from app.errors import StoreError
 from app.backends.huggingface import Embedding
+from ingest.splitter import _with_context
 from ingest.sync import sync
 from vectorstore import Store
 
@@ -33,6 +34,7 @@ def runtimes(model_cache_dir):
         "torch": {"embedding_runtime": "torch"},
         "fp32": {"embedding_runtime": "onnx", "embedding_precision": "fp32"},
         "int8": {"embedding_runtime": "onnx", "embedding_precision": "int8"},
+        "int8-documents": {"embedding_runtime": "onnx", "embedding_precision": "int8-documents"},
     }.items()}
 
 
@@ -47,6 +49,14 @@ def test_onnx_vectors_match_torch_in_order_and_are_unit_length(runtimes):
     assert runtimes["int8"].embed([]).shape == (0, 0)
     assert runtimes["int8"].embed_query(TEXTS[0]).shape == (384,)
     assert len(runtimes["int8"].embeddings.embed_query(TEXTS[0])) == 384  # LangChain callers get the same
+
+
+def test_an_int8_vector_does_not_depend_on_the_texts_beside_it(runtimes):
+    """Int8 quantizes each call's activations with one scale: by default it embeds one text per
+    call, so a chunk re-synced alone gets the vector it got in a full ingest."""
+    alone = np.vstack([runtimes["int8"].embed([text]) for text in TEXTS])
+    assert np.allclose(runtimes["int8"].embed(TEXTS), alone, atol=1e-5)
+    assert np.allclose(runtimes["int8-documents"].embed_documents(TEXTS), alone, atol=1e-5)
 
 
 def test_the_export_is_made_once_and_reused(runtimes, model_cache_dir):
@@ -86,6 +96,33 @@ def test_an_index_embedded_as_int8_refuses_other_queries_until_rebuilt(settings,
         sync(default, [docs])  # an incremental sync would mix them: refused too
     sync(default, [docs], full=True)
     assert Store.open(default).embedding == "onnx-fp32"
+
+
+def test_int8_documents_stores_int8_rows_and_asks_in_fp32(settings, tmp_path, runtimes):
+    """The index's vectors from the int8 weights (the fast ingest), questions from the fp32
+    ones (int8 questions are what lost retrieval quality); the index records the pair."""
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "heron.md").write_text("# Mascot\n\nThe docchat mascot is a purple heron named Ada.\n")
+    mixed = runtimes["int8-documents"]
+    as_mixed = with_overrides(settings, model_cache_dir=mixed.settings.model_cache_path,
+                              embedding_precision="int8-documents")  # fmt: skip
+    sync(as_mixed, [docs])  # the settings' runtime embeds
+    store = Store.open(as_mixed)
+    assert store.embedding == "onnx-int8-documents"
+    hit = store.search(mixed.embed_query("what animal is the mascot?"), k=1)[0]
+    stored = store.vectors([hit.chunk_id])[0]
+    embedded = _with_context(hit.metadata["title"], hit.metadata["heading"], hit.text)  # what the sync embedded
+    store.close()
+    assert hit.source == "heron.md" and hit.score > 0.4
+    question = "what animal is the mascot?"
+    assert np.allclose(mixed.embed_query(question), runtimes["fp32"].embed_query(question), atol=1e-6)
+    assert not np.allclose(mixed.embed_query(question), runtimes["int8"].embed_query(question), atol=1e-3)
+    assert np.allclose(mixed.embed_documents(TEXTS), runtimes["int8"].embed(TEXTS), atol=1e-6)
+    assert np.allclose(mixed.embed(TEXTS), runtimes["fp32"].embed(TEXTS), atol=1e-6)  # evidence sentences
+    assert np.allclose(stored, runtimes["int8"].embed([embedded])[0], atol=1e-5)
+    with pytest.raises(StoreError, match="onnx-int8-documents.*onnx-int8\\b"):
+        Store.open(with_overrides(as_mixed, embedding_precision="int8"))  # int8 questions: refused
 
 
 def test_doctor_names_the_runtime_and_precision(capsys, isolated_env, model_cache_dir, monkeypatch):

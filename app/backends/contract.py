@@ -183,6 +183,11 @@ class EmbeddingBackend(_Built):
             raise self.explain_error(exc) from exc
         return normalised(vectors)
 
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """The rows the index stores for ``texts``: ``embed``'s, unless the backend embeds
+        stored passages another way (the huggingface backend's ``int8-documents``)."""
+        return self.embed(texts)
+
     def embed_query(self, text: str) -> np.ndarray:
         """The vector of one search query (some models embed queries differently from passages)."""
         try:

@@ -363,7 +363,7 @@ class Embedding(EmbeddingBackend):
     Runtime or torch as ``DOCCHAT_EMBEDDING_RUNTIME`` says (``ingest.embedder.LocalEncoder``)."""
 
     provider = "huggingface"
-    FIELDS = ("embedding_model_name", "device", "embed_batch_size", "embedding_runtime_name", "embedding_precision",
+    FIELDS = ("embedding_model_name", "device", "embed_batch", "embedding_runtime_name", "embedding_precision",
               "model_cache_path")
 
     def model_params(self) -> dict:
@@ -371,7 +371,7 @@ class Embedding(EmbeddingBackend):
         return {
             "model_name": embedding_model_path(self.settings.embedding_model_name),
             "model_kwargs": {"device": resolve_device(self.settings)},
-            "encode_kwargs": {"normalize_embeddings": True, "batch_size": self.settings.embed_batch_size},
+            "encode_kwargs": {"normalize_embeddings": True, "batch_size": self.settings.embed_batch()},
         }
 
     def _build(self) -> "Embeddings":
@@ -381,11 +381,18 @@ class Embedding(EmbeddingBackend):
 
     def embed(self, texts: list[str]):
         """Straight to the local encoder (no LangChain list round trip; batches sorted by length)."""
-        model = self._loaded()
-        if not hasattr(model, "encode_texts"):  # LangChain embeddings given to the backend
-            return super().embed(texts)
+        return self._encode("encode_texts", texts) if self._is_local() else super().embed(texts)
+
+    def embed_documents(self, texts: list[str]):
+        """What the index stores: the local encoder's document weights (int8 under int8-documents)."""
+        return self._encode("encode_documents", texts) if self._is_local() else super().embed_documents(texts)
+
+    def _is_local(self) -> bool:
+        return hasattr(self._loaded(), "encode_texts")  # else LangChain embeddings given to the backend
+
+    def _encode(self, how: str, texts: list[str]):
         try:
-            return model.encode_texts(texts)
+            return getattr(self._loaded(), how)(texts)
         except BackendError:
             raise
         except Exception as exc:
@@ -393,9 +400,7 @@ class Embedding(EmbeddingBackend):
 
     def embed_query(self, text: str):
         """One query: the local encoder runs a single text on one thread."""
-        if not hasattr(self._loaded(), "encode_texts"):
-            return super().embed_query(text)
-        return self.embed([text])[0]
+        return self.embed([text])[0] if self._is_local() else super().embed_query(text)
 
     def explain_error(self, exc: BaseException) -> BackendError:
         return local_model_error(exc, self.settings.embedding_model_name)

@@ -46,6 +46,13 @@ class Recording:
         return self.backend.embed(texts)
 
 
+def bare_batch(settings) -> int:
+    """The bare torch encode's batch: the setting, else torch's own default."""
+    from app.config import EMBED_BATCH_SIZES
+
+    return settings.embed_batch_size or EMBED_BATCH_SIZES["torch"]
+
+
 def bare_model(settings):
     """The same sentence-transformers model, loaded directly: the floor an ingest is compared to."""
     from sentence_transformers import SentenceTransformer
@@ -86,7 +93,7 @@ def modify_one(settings, corpus: Path, embeddings, model, sync) -> dict:
     path = corpus / target.source
     original, stat = path.read_bytes(), path.stat()
     texts = [h.text for h in store.chunks_of(target.source)]
-    _, bare = timed(lambda: model.encode(texts, batch_size=settings.embed_batch_size, normalize_embeddings=True,
+    _, bare = timed(lambda: model.encode(texts, batch_size=bare_batch(settings), normalize_embeddings=True,
                                          convert_to_numpy=True, show_progress_bar=False))
     try:
         path.write_bytes(original.replace(b"</body>", b"<p>A paragraph added by the ingest benchmark.</p></body>"))
@@ -149,7 +156,7 @@ def main() -> int:
                  ("chunks/s", f"{chunks / full_s:.1f}"), ("peak RSS after full ingest", f"{peak_rss_mb():.0f} MB")]
 
         texts = recording.texts
-        _, bare_s = timed(lambda: model.encode(texts, batch_size=settings.embed_batch_size, normalize_embeddings=True,
+        _, bare_s = timed(lambda: model.encode(texts, batch_size=bare_batch(settings), normalize_embeddings=True,
                                                convert_to_numpy=True, show_progress_bar=False))
         rows += [(f"bare SentenceTransformer.encode of the {len(texts)} embedded texts", f"{bare_s:.1f} s"),
                  ("ratio full ingest / bare encode (target <= 1.15)", f"{full_s / bare_s:.3f}")]
@@ -169,7 +176,7 @@ def main() -> int:
 
     width = max(len(name) for name, _ in rows)
     print(f"\nIngest benchmark: {args.corpus}{f' (first {args.limit} files)' if args.limit else ''}, "
-          f"batch size {settings.embed_batch_size}, chunk size {settings.chunk_size}/{settings.chunk_overlap}, "
+          f"batch size {settings.embed_batch()} (bare torch {bare_batch(settings)}), chunk size {settings.chunk_size}/{settings.chunk_overlap}, "
           f"embed_headings={settings.embed_headings}, {os.cpu_count()} CPUs")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")

@@ -9,8 +9,9 @@ Three runtimes, chosen by ``settings.embedding_runtime_name``:
 - ``torch``: the same model through sentence-transformers (``DOCCHAT_EMBEDDING_RUNTIME=torch``).
 - a server (``ollama``, ``openai``): LangChain's embeddings for that backend.
 
-The index records which (``settings.embedding_stamp``), so vectors of two runtimes or precisions
-are never compared.
+The index records which (``settings.embedding_stamp``), so vectors are only compared as the
+index says: of one runtime and precision, or, under ``int8-documents``, its int8 rows with fp32
+questions (the pairing its stamp names).
 """
 
 from __future__ import annotations

@@ -47,10 +47,8 @@ class Recording:
 
 
 def bare_batch(settings) -> int:
-    """The bare torch encode's batch: the setting, else torch's own default."""
-    from app.config import EMBED_BATCH_SIZES
-
-    return settings.embed_batch_size or EMBED_BATCH_SIZES["torch"]
+    """The bare torch encode's batch: what docchat's torch runtime would use (the setting, else 32)."""
+    return settings.model_copy(update={"embedding_runtime": "torch"}).embed_batch()
 
 
 def bare_model(settings):

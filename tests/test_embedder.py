@@ -100,7 +100,8 @@ def test_an_index_embedded_as_int8_refuses_other_queries_until_rebuilt(settings,
 
 def test_int8_documents_stores_int8_rows_and_asks_in_fp32(settings, tmp_path, runtimes):
     """The index's vectors from the int8 weights (the fast ingest), questions from the fp32
-    ones (int8 questions are what lost retrieval quality); the index records the pair."""
+    ones (a question is one short text: full precision costs little there); the index records
+    the pair."""
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "heron.md").write_text("# Mascot\n\nThe docchat mascot is a purple heron named Ada.\n")

@@ -36,11 +36,13 @@ DEFAULT_LLM_MODELS = {
     "openai": "gpt-4o-mini",
 }
 # Texts per model call when DOCCHAT_EMBED_BATCH_SIZE is unset, by what runs them, as measured on
-# PostgreSQL-doc chunks (bench/RESULTS-scale.md, Round 8): ONNX Runtime is 10-15% faster at
-# 1-8 than at 32 (less padding); torch keeps sentence-transformers' 32. The int8 weights take
-# one text at a time: their activations are quantized with one scale per call, so in a batch
-# a chunk's vector would depend on the chunks beside it (and retrieval moved with it).
-EMBED_BATCH_SIZES = {"onnx-fp32": 8, "onnx-int8": 1, "torch": 32}
+# PostgreSQL-doc chunks (bench/RESULTS-scale.md, Round 9). ONNX Runtime takes one text per
+# call, on one thread per core: no padding, activations that stay in cache, no threads waiting
+# on each other (a full PostgreSQL ingest in 0.74x torch's time idle, 0.48x beside a busy core;
+# 8 texts per call on two threads was ~1.4x slower). One text per call also keeps int8 vectors
+# independent of their neighbours: int8 activations are quantized with one scale per call.
+# torch keeps sentence-transformers' 32.
+EMBED_BATCH_SIZES = {"onnx": 1, "torch": 32}
 DEFAULT_EMBEDDING_MODELS = {
     "huggingface": "sentence-transformers/all-MiniLM-L6-v2",
     "ollama": "nomic-embed-text",
@@ -71,7 +73,7 @@ class Settings(BaseSettings):
     embedding_model: str = ""
     embedding_runtime: Literal["auto", "onnx", "torch"] = "auto"  # huggingface only; auto: onnx if installed
     # Of the onnx runtime (torch is always fp32). int8-documents: the index's vectors int8,
-    # questions fp32 (a question is one short text; bench/RESULTS-scale.md, Round 8).
+    # questions fp32 (a question is one short text; bench/RESULTS-scale.md, Rounds 8 and 9).
     embedding_precision: Literal["fp32", "int8-documents", "int8"] = "fp32"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     temperature: float = Field(0.1, ge=0.0, le=2.0)
@@ -194,11 +196,10 @@ class Settings(BaseSettings):
     def embedding_model_name(self) -> str:
         return self.embedding_model or DEFAULT_EMBEDDING_MODELS[self.embedding_backend]
 
-    def embed_batch(self, weights: str = "fp32") -> int:
-        """Texts per call to the local embedding model: the setting, else the measured best for
-        the runtime and, on ONNX, the weights (``fp32`` or ``int8``)."""
-        runtime = self.embedding_runtime_name
-        return self.embed_batch_size or EMBED_BATCH_SIZES.get(f"onnx-{weights}" if runtime == "onnx" else runtime, 32)
+    @property
+    def embed_batch(self) -> int:
+        """Texts per call to the local embedding model: the setting, else the measured best for the runtime."""
+        return self.embed_batch_size or EMBED_BATCH_SIZES.get(self.embedding_runtime_name, 32)
 
     @property
     def embedding_runtime_name(self) -> str:

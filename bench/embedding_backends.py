@@ -194,7 +194,7 @@ def main() -> int:
 
         folder = LocalEncoder(base.model_copy(update=RUNTIMES["onnx-int8"])).load()._onnx("int8").folder
         for name in args.int8_variants.split(","):
-            embedders[f"int8 {name}"] = Variant(folder, name, work, base.embed_batch("int8"))
+            embedders[f"int8 {name}"] = Variant(folder, name, work, base.embed_batch)
     if args.ingest:
         timed = {n: e for n, e in embedders.items() if n in RUNTIMES}
         timed |= {name: Embedding(base.model_copy(update=changes)) for name, changes in INGEST_ONLY.items()}

@@ -48,7 +48,7 @@ class Recording:
 
 def bare_batch(settings) -> int:
     """The bare torch encode's batch: what docchat's torch runtime would use (the setting, else 32)."""
-    return settings.model_copy(update={"embedding_runtime": "torch"}).embed_batch()
+    return settings.model_copy(update={"embedding_runtime": "torch"}).embed_batch
 
 
 def bare_model(settings):
@@ -174,7 +174,7 @@ def main() -> int:
 
     width = max(len(name) for name, _ in rows)
     print(f"\nIngest benchmark: {args.corpus}{f' (first {args.limit} files)' if args.limit else ''}, "
-          f"batch size {settings.embed_batch()} (bare torch {bare_batch(settings)}), chunk size {settings.chunk_size}/{settings.chunk_overlap}, "
+          f"batch size {settings.embed_batch} (bare torch {bare_batch(settings)}), chunk size {settings.chunk_size}/{settings.chunk_overlap}, "
           f"embed_headings={settings.embed_headings}, {os.cpu_count()} CPUs")
     for name, value in rows:
         print(f"  {name:<{width}}  {value}")

@@ -132,7 +132,7 @@ class LocalEncoder(Embeddings):
             path = embedding_model_path(name)
             try:
                 folder = ensure_exported(path, export_dir(self.settings.model_cache_path, path))
-                self._onnx_encoders[weights] = OnnxEncoder(folder, weights, self.settings.embed_batch(weights))
+                self._onnx_encoders[weights] = OnnxEncoder(folder, weights, self.settings.embed_batch)
             except UnsupportedModel as exc:
                 raise BackendError(f"The embedding model {name!r} cannot run on ONNX Runtime: {exc}.",
                                    fix="Set DOCCHAT_EMBEDDING_RUNTIME=torch.") from None
@@ -165,7 +165,7 @@ class LocalEncoder(Embeddings):
     def _torch_encode(self, texts: list[str]) -> np.ndarray:
         model = self._torch()
         encode = lambda: model.encode(  # noqa: E731 - sentence-transformers sorts by length itself
-            texts, batch_size=self.settings.embed_batch(), normalize_embeddings=True,
+            texts, batch_size=self.settings.embed_batch, normalize_embeddings=True,
             convert_to_numpy=True, show_progress_bar=False)
         if len(texts) > 1:
             return encode()

@@ -7,7 +7,7 @@ the folder appears by an atomic rename: absent or complete, never half written.
 
 ``OnnxEncoder`` tokenizes with the ``tokenizers`` library, runs the file, and returns
 L2-normalised float32 rows, identical (cosine >= 0.99999) to sentence-transformers' own for
-fp32. Texts are sorted by length before batching so padding is wasted only within a batch.
+fp32, one text per call on a thread per core unless ``DOCCHAT_EMBED_BATCH_SIZE`` says otherwise.
 """
 
 from __future__ import annotations
@@ -15,7 +15,10 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import threading
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +28,8 @@ log = logging.getLogger(__name__)
 FILES = {"fp32": "model.onnx", "int8": "model-int8.onnx"}
 TOKENIZER = "tokenizer.json"
 CONFIG = "encoder.json"
-EXPORT_VERSION = 2  # bump when the export changes, so stale folders are not reused (2: fused, int8 ops chosen)
-# Operators whose weights the int8 file quantizes (bench/embedding_backends.py --int8-variants).
+EXPORT_VERSION = 3  # bump when the export changes, so stale folders are not reused (2: fused; 3: int8 nodes chosen)
+# Operators whose weights the int8 file may quantize (which of them: int8_nodes).
 QUANTIZED_OPS = ["MatMul", "Attention"]
 
 
@@ -89,7 +92,7 @@ def _export(model_path: str, out: Path) -> None:
                           str(traced), input_names=names, output_names=["embedding"],
                           dynamic_axes={**dynamic, "embedding": {0: "batch"}}, opset_version=17, dynamo=False)
     _fuse(traced, out / FILES["fp32"], transformer.auto_model.config)  # consumes traced.onnx
-    _quantize(out / FILES["fp32"], out / FILES["int8"])
+    _quantize(out / FILES["fp32"], out / FILES["int8"], transformer.auto_model.config)
     model.tokenizer.backend_tokenizer.save(str(out / TOKENIZER))
     config = {"max_length": int(model.max_seq_length), "pooling": pooling, "dim": int(model.get_embedding_dimension()
               if hasattr(model, "get_embedding_dimension") else model.get_sentence_embedding_dimension()),
@@ -134,14 +137,38 @@ def _fused_matches(traced: Path, target: Path, config) -> bool:
     return bool(np.all(cosine > 0.99999))
 
 
-def _quantize(fp32: Path, target: Path) -> None:
-    """Dynamic int8 weights (per output channel) for the matrix products; the token embeddings
-    and layer norms stay fp32 (bench/embedding_backends.py measures what each choice costs)."""
+def _quantize(fp32: Path, target: Path, config) -> None:
+    """Dynamic int8 weights (per output channel) for the matrix products ``int8_nodes`` picks;
+    the token embeddings, layer norms and the rest stay fp32."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    graph = onnx.load(str(fp32), load_external_data=False).graph
     quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=QUANTIZED_OPS, extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+                     op_types_to_quantize=QUANTIZED_OPS, nodes_to_quantize=int8_nodes(graph, config),
+                     extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+
+
+def int8_nodes(graph, config) -> list[str]:
+    """The nodes whose weights go int8: every layer's attention, and the feed-forward matrices of
+    the later half of the layers. The earlier feed-forward ones stay fp32: their inputs have
+    outliers that one int8 scale per call cannot hold, and quantized they made most of int8's
+    error (all-MiniLM-L6-v2, one node quantized at a time: bench/RESULTS-scale.md, Round 9).
+
+    A feed-forward matrix is one with ``intermediate_size`` rows or columns; the graph lists
+    nodes in order, so each up-projection (``intermediate_size`` columns) starts a layer."""
+    shapes = {weight.name: tuple(weight.dims) for weight in graph.initializer}
+    width, fp32_layers = int(config.intermediate_size), int(config.num_hidden_layers) // 2
+    chosen, layer = [], 0
+    for node in graph.node:
+        if node.op_type == "Attention":
+            chosen.append(node.name)
+        elif node.op_type == "MatMul" and len(shapes.get(node.input[1], ())) == 2:
+            rows, columns = shapes[node.input[1]]
+            layer += columns == width
+            if width not in (rows, columns) or layer > fp32_layers:
+                chosen.append(node.name)
+    return chosen
 
 
 def _stack(model) -> tuple:
@@ -179,47 +206,77 @@ def _Pooled(encoder, pooling):  # noqa: N802 - builds the torch module without i
 
 
 class OnnxEncoder:
-    """``encode(texts) -> float32 (n, dim)`` rows L2-normalised, from an exported folder."""
+    """``encode(texts) -> float32 (n, dim)`` rows L2-normalised, from an exported folder.
 
-    def __init__(self, folder: Path, precision: str = "int8", batch_size: int = 32, model_file: Path | None = None):
+    One session with one intra-op thread, run by ``workers`` threads at once (ONNX Runtime lets
+    threads share a session): a single question runs on the caller's thread, many texts go one
+    call per ``batch_size`` texts to a worker per core. Two threads inside each call spend their
+    time waiting on each other, the more so when another process holds a core
+    (bench/RESULTS-scale.md, Round 9).
+    """
+
+    def __init__(self, folder: Path, precision: str = "int8", batch_size: int = 1, model_file: Path | None = None,
+                 workers: int | None = None):
         from tokenizers import Tokenizer
 
         self.folder, self.precision, self.batch_size = folder, precision, batch_size
         self.model_file = model_file or folder / FILES[precision]  # another file: a benchmark's variant
+        self.workers = workers or available_cores()
         self.config = json.loads((folder / CONFIG).read_text())
         self.dim = int(self.config["dim"])
         self.tokenizer = Tokenizer.from_file(str(folder / TOKENIZER))
         self.tokenizer.enable_truncation(max_length=int(self.config["max_length"]))
         self.tokenizer.enable_padding(pad_id=int(self.config["pad_id"]))
-        self._sessions: dict[int, object] = {}
+        self._session = None
+        self._session_lock = threading.Lock()
 
-    def _session(self, threads: int):
-        """One session per thread count: 1 for a single query, all cores (0) for batches."""
-        if threads not in self._sessions:
-            import onnxruntime as ort
+    @property
+    def session(self):
+        with self._session_lock:  # two first calls at once build one session
+            if self._session is None:
+                import onnxruntime as ort
 
-            options = ort.SessionOptions()
-            options.intra_op_num_threads = threads
-            options.inter_op_num_threads = 1
-            options.log_severity_level = 3
-            self._sessions[threads] = ort.InferenceSession(str(self.model_file), options,
-                                                           providers=["CPUExecutionProvider"])
-        return self._sessions[threads]
+                options = ort.SessionOptions()
+                options.intra_op_num_threads = 1
+                options.inter_op_num_threads = 1
+                options.log_severity_level = 3
+                self._session = ort.InferenceSession(str(self.model_file), options, providers=["CPUExecutionProvider"])
+            return self._session
 
     def encode(self, texts: list[str]) -> np.ndarray:
         if not texts:
             return np.zeros((0, self.dim), dtype=np.float32)
-        session = self._session(1 if len(texts) == 1 else 0)
-        order = np.argsort([len(t) for t in texts], kind="stable")
+        session = self.session
+        order = np.argsort([len(t) for t in texts], kind="stable")  # padding only within a batch of like lengths
+        batches = [order[start:start + self.batch_size] for start in range(0, len(texts), self.batch_size)]
+        feeds = [self._feed([texts[i] for i in picked]) for picked in batches]  # tokenized here, not in the workers
         out = np.empty((len(texts), self.dim), dtype=np.float32)
-        for start in range(0, len(texts), self.batch_size):
-            picked = order[start:start + self.batch_size]
-            encoded = self.tokenizer.encode_batch([texts[i] for i in picked])
-            feed = {
-                "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
-                "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
-                "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
-            }
-            out[picked] = session.run(None, feed)[0]
+        workers = min(self.workers, len(batches))
+        if workers == 1:
+            rows = [session.run(None, feed)[0] for feed in feeds]
+        else:
+            pool = ThreadPoolExecutor(workers, thread_name_prefix="embed")
+            try:
+                rows = list(pool.map(lambda feed: session.run(None, feed)[0], feeds))
+            finally:  # interrupted (Ctrl-C, an error): wait for the calls running, drop the queued ones
+                pool.shutdown(wait=True, cancel_futures=True)
+        for picked, vectors in zip(batches, rows):
+            out[picked] = vectors
         out /= np.maximum(np.linalg.norm(out, axis=1, keepdims=True), 1e-12)
         return out
+
+    def _feed(self, texts: list[str]) -> dict[str, np.ndarray]:
+        encoded = self.tokenizer.encode_batch(texts)
+        return {
+            "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
+            "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
+            "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
+        }
+
+
+def available_cores() -> int:
+    """The cores this process may run on (its affinity where the system says, else all)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # macOS, Windows
+        return max(1, os.cpu_count() or 1)

@@ -371,7 +371,7 @@ class Embedding(EmbeddingBackend):
         return {
             "model_name": embedding_model_path(self.settings.embedding_model_name),
             "model_kwargs": {"device": resolve_device(self.settings)},
-            "encode_kwargs": {"normalize_embeddings": True, "batch_size": self.settings.embed_batch()},
+            "encode_kwargs": {"normalize_embeddings": True, "batch_size": self.settings.embed_batch},
         }
 
     def _build(self) -> "Embeddings":

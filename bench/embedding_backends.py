@@ -76,9 +76,8 @@ class Variant:
 
     def __init__(self, folder: Path, name: str, work: Path, batch_size: int):
         import onnx
-        from onnxruntime.quantization import QuantType, quantize_dynamic
 
-        from ingest.onnx_encoder import FILES, OnnxEncoder
+        from ingest.onnx_encoder import FILES, OnnxEncoder, quantize
 
         ops, _, skip_last = name.partition("-except-last")
         fp32 = folder / FILES["fp32"]
@@ -88,9 +87,7 @@ class Variant:
             layers = sorted({int(n.name.split("layer.")[1].split("/")[0]) for n in graph.node if "layer." in n.name})
             last = [n.name for n in graph.node if f"layer.{layers[-1]}/" in n.name]
         target = work / f"{name}.onnx"
-        quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         op_types_to_quantize=ops.split("+"), nodes_to_exclude=last,
-                         extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
+        quantize(fp32, target, ops=ops.split("+"), exclude=last)
         self.encoder = OnnxEncoder(folder, "int8", batch_size, model_file=target)
 
     def prepare(self) -> None:

@@ -16,6 +16,7 @@ import hashlib
 import json
 import logging
 import os
+import shutil
 import threading
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -138,14 +139,27 @@ def _fused_matches(traced: Path, target: Path, config) -> bool:
 
 
 def _quantize(fp32: Path, target: Path, config) -> None:
-    """Dynamic int8 weights (per output channel) for the matrix products ``int8_nodes`` picks;
-    the token embeddings, layer norms and the rest stay fp32."""
+    """The int8 file: the matrix products ``int8_nodes`` picks; the token embeddings, layer norms
+    and the rest stay fp32. A graph where it picks none is copied whole (an empty list would tell
+    the quantizer to take every node)."""
+    import onnx
+
+    nodes = int8_nodes(onnx.load(str(fp32), load_external_data=False).graph, config)
+    if nodes:
+        quantize(fp32, target, nodes=nodes)
+    else:
+        shutil.copyfile(fp32, target)
+
+
+def quantize(fp32: Path, target: Path, *, nodes: list[str] | None = None, ops: list[str] = QUANTIZED_OPS,
+             exclude: list[str] | None = None) -> None:
+    """Dynamic int8 weights, per output channel, for the nodes of ``ops`` (only ``nodes`` when
+    given, none of ``exclude``): the export's recipe, and the benchmarks' variants of it."""
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    graph = onnx.load(str(fp32), load_external_data=False).graph
-    quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                     op_types_to_quantize=QUANTIZED_OPS, nodes_to_quantize=int8_nodes(graph, config),
+    quantize_dynamic(str(fp32), str(target), weight_type=QuantType.QInt8, per_channel=True, op_types_to_quantize=ops,
+                     nodes_to_quantize=nodes, nodes_to_exclude=exclude,
                      extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT})
 
 
